@@ -21,6 +21,14 @@ export default defineConfig({
       {
         extends: true,
         test: { ...shared, name: "adapter-memory", include: ["packages/adapters/memory/test/**/*.test.ts"] }
+      },
+      {
+        extends: true,
+        test: {
+          ...shared,
+          name: "adapter-conformance",
+          include: ["packages/adapters/conformance/test/**/*.test.ts"]
+        }
       }
     ]
   }

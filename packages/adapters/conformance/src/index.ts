@@ -62,3 +62,13 @@ export const runAdapterConformance = (
     keyCases(h)
   })
 }
+export {
+  isReachable,
+  LOCAL_DEFAULTS,
+  type LocateOptions,
+  locateService,
+  requiredServices,
+  SERVICE_ENV,
+  type ServiceLocation,
+  type ServiceName
+} from "./Services.js"
