@@ -9,27 +9,20 @@ const shared = {
   hookTimeout: 60_000
 }
 
+const project = (name: string, include: string) => ({
+  extends: true as const,
+  test: { ...shared, name, include: [include] }
+})
+
 export default defineConfig({
   resolve: { conditions: ["@baton/source"] },
   ssr: { resolve: { conditions: ["@baton/source"] } },
   test: {
     projects: [
-      {
-        extends: true,
-        test: { ...shared, name: "core", include: ["packages/core/test/**/*.test.ts"] }
-      },
-      {
-        extends: true,
-        test: { ...shared, name: "adapter-memory", include: ["packages/adapters/memory/test/**/*.test.ts"] }
-      },
-      {
-        extends: true,
-        test: {
-          ...shared,
-          name: "adapter-conformance",
-          include: ["packages/adapters/conformance/test/**/*.test.ts"]
-        }
-      }
+      project("core", "packages/core/test/**/*.test.ts"),
+      project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),
+      project("adapter-conformance", "packages/adapters/conformance/test/**/*.test.ts"),
+      project("examples", "examples/**/*.test.ts")
     ]
   }
 })
