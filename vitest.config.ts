@@ -1,4 +1,4 @@
-import { defineConfig } from "vitest/config"
+import { defineConfig, type TestProjectInlineConfiguration } from "vitest/config"
 
 // One vitest run covers every package; each package is a project so a
 // failure names where it happened. Sources resolve through the
@@ -9,8 +9,8 @@ const shared = {
   hookTimeout: 60_000
 }
 
-const project = (name: string, include: string) => ({
-  extends: true as const,
+const project = (name: string, include: string): TestProjectInlineConfiguration => ({
+  extends: true,
   test: { ...shared, name, include: [include] }
 })
 

@@ -10,6 +10,7 @@ import {
   getRecord,
   readAll,
   runningRun,
+  startStep,
   withReason
 } from "./helpers.js"
 
@@ -24,12 +25,7 @@ export const appendCases = (h: () => Harness, caps: Capabilities) =>
     it("appends events with contiguous seqs and applies the patch, version + 1", async () => {
       const run = await runningRun(h(), newPrincipal(), newHandler())
       const token = run.lease_token!
-      await apply(
-        h(),
-        run.id,
-        RunState.RunCommand.StartStep({ leaseToken: token, stepId: "s:0", name: "s", attempt: 1 }),
-        token
-      )
+      await startStep(h(), run, "s:0")
       const after = await getRecord(h(), run.id)
       expect(after.version).toBe(run.version + 1)
       expect(after.last_seq).toBe(run.last_seq + 1)
@@ -153,12 +149,7 @@ export const appendCases = (h: () => Harness, caps: Capabilities) =>
       async () => {
         const run = await runningRun(h(), newPrincipal(), newHandler())
         const token = run.lease_token!
-        await apply(
-          h(),
-          run.id,
-          RunState.RunCommand.StartStep({ leaseToken: token, stepId: "s:0", name: "s", attempt: 1 }),
-          token
-        )
+        await startStep(h(), run, "s:0")
         await Promise.all(
           Array.from({ length: 50 }, (_, i) =>
             apply(h(), run.id, progress(token, "s:0", `delta-${i}`), token)

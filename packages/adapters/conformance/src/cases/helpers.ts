@@ -4,7 +4,7 @@ import {
   type Principal,
   type Run,
   type RunRecord,
-  type RunState,
+  RunState,
   RunStore
 } from "@baton/core"
 import { Effect } from "effect"
@@ -58,6 +58,20 @@ export const runningRun = async (h: Harness, principal: Principal, handler: stri
   expect(claimed.map((r) => r.id)).toEqual([run.id])
   return claimed[0]!
 }
+
+/** Starts step `stepId` (attempt 1) under the run's lease. */
+export const startStep = (h: Harness, run: RunRecord, stepId: string) =>
+  apply(
+    h,
+    run.id,
+    RunState.RunCommand.StartStep({
+      leaseToken: run.lease_token!,
+      stepId,
+      name: stepId.split(":")[0]!,
+      attempt: 1
+    }),
+    run.lease_token
+  )
 
 export const apply = (
   h: Harness,
