@@ -18,6 +18,7 @@ export default defineConfig({
   resolve: { conditions: ["@baton/source"] },
   ssr: { resolve: { conditions: ["@baton/source"] } },
   test: {
+    reporters: ["default", "./tests/support/SummaryLineReporter.ts"],
     projects: [
       project("core", "packages/core/test/**/*.test.ts"),
       project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),

@@ -155,7 +155,10 @@ export const registerEngine = (
 ): DependencyContainer => {
   container.register(Tokens.Storage, { useValue: options.storage })
   container.register(Tokens.Handlers, { useValue: options.handlers ?? {} })
-  container.register(Tokens.Config, { useValue: { ...options.config } })
+  // `acceptAnyHandler` travels as config (`handlers: null`), the one place engines read it from.
+  container.register(Tokens.Config, {
+    useValue: { ...options.config, ...(options.acceptAnyHandler === true ? { handlers: null } : {}) }
+  })
   return container
 }
 

@@ -3,7 +3,7 @@
  * Baton. Each program names the ports it needs in its `R` type; none reads a
  * wall clock (Clock service) or a global.
  */
-import { Chunk, Clock, Data, Effect, Either, Option, Schema, Stream } from "effect"
+import { Chunk, Clock, Data, Effect, Either, Schema, Stream } from "effect"
 import {
   ALL_SCOPES,
   type ApiKey,
@@ -439,6 +439,11 @@ export const signalRun = (
     const applied = yield* applyCommand(run.id, RunState.RunCommand.Signal(request), { initial: run }).pipe(
       Effect.mapError((e) => (e._tag === "TransitionRejected" ? toApiConflict(e) : e))
     )
+    // The wait had timed out: the signal recorded that ending instead of answering it.
+    if (applied.decision._tag === "Transition" && applied.run.status === "limit_exceeded")
+      return yield* Effect.fail(
+        new RunConflict({ reason_code: "RUN_ALREADY_TERMINAL", message: "The wait for input timed out." })
+      )
     return toPublicRun(applied.run)
   })
 
@@ -655,5 +660,3 @@ export const ensureKey = (
 
 /** Readiness: the store answers. */
 export const ping: Effect.Effect<void, StorageError, RunStore> = Effect.flatMap(RunStore, (s) => s.ping())
-
-export const optionFromNullable = Option.fromNullable

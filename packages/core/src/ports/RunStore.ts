@@ -117,8 +117,10 @@ export interface RunStoreEncoded {
    */
   readonly claim: (req: ClaimRequest) => Effect.Effect<ReadonlyArray<RunRecord>, StorageError>
   /**
-   * Extends the lease to now + leaseMs when the run is running under `leaseToken`;
-   * returns the run, or null when the lease is lost. Does not change `version`.
+   * Extends the lease to now + leaseMs when the run is running under `leaseToken`
+   * (also when the lease expired but no claim has taken the run since: the token
+   * still fences); returns the run, or null when the lease is lost. Does not
+   * change `version`.
    */
   readonly renewLease: (
     runId: string,
