@@ -473,11 +473,19 @@ export const cancelRun = (
 // workers and sweeps
 
 /** Claims up to `max` runs of the configured handlers for `workerId`. */
+export const ClaimOptions = Schema.Struct({
+  workerId: Schema.String.pipe(Schema.pattern(/^[\x21-\x7e]{1,200}$/)),
+  leaseMs: Schema.Int.pipe(Schema.between(1, 24 * 3600 * 1000)),
+  max: Schema.Int.pipe(Schema.between(1, 1000)),
+  handlers: optional(Schema.Array(Schema.String.pipe(Schema.pattern(HANDLER_NAME_PATTERN))))
+})
+
 export const claimRuns = (
   workerId: string,
   options: { readonly leaseMs: number; readonly max: number; readonly handlers?: ReadonlyArray<string> }
-): Effect.Effect<ReadonlyArray<RunRecord>, StorageError, RunStore | EngineConfig> =>
+): Effect.Effect<ReadonlyArray<RunRecord>, ValidationError | StorageError, RunStore | EngineConfig> =>
   Effect.gen(function* () {
+    yield* decodeInput(ClaimOptions)({ workerId, ...options })
     const config = yield* EngineConfig
     const handlers = options.handlers ?? (config.handlers === null ? [] : [...config.handlers])
     if (handlers.length === 0 || options.max <= 0) return []
@@ -490,8 +498,14 @@ export const claimRuns = (
  * Fires due timers (input timeouts, deadlines) and requeues runs whose lease
  * expired. Returns how many runs changed. Safe to run on every process at once.
  */
-export const sweep = (limit = 100): Effect.Effect<number, StorageError, RunStore | EngineConfig> =>
+export const sweep = (
+  limit = 100
+): Effect.Effect<number, ValidationError | StorageError, RunStore | EngineConfig> =>
   Effect.gen(function* () {
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000)
+      return yield* Effect.fail(
+        validationError([{ path: "limit", message: "is an integer from 1 to 10000" }])
+      )
     const store = yield* RunStore
     const now = yield* Clock.currentTimeMillis
     const due = yield* store.dueTimers(now, limit)
@@ -630,8 +644,8 @@ export const ensureKey = (
   customerId: string
 ): Effect.Effect<Principal, ValidationError | AuthError | StorageError, KeyStore | EngineConfig> =>
   Effect.gen(function* () {
-    const parsed = parseKey(presented)
-    if (parsed === null || !CUSTOMER_ID_PATTERN.test(customerId))
+    const parsed = typeof presented === "string" ? parseKey(presented) : null
+    if (parsed === null || typeof customerId !== "string" || !CUSTOMER_ID_PATTERN.test(customerId))
       return yield* Effect.fail(
         validationError([
           {

@@ -15,7 +15,9 @@ export type IdempotencyKeyCheck =
   | { readonly _tag: "Invalid"; readonly message: string }
 
 export const checkIdempotencyKey = (key: string | undefined | null): IdempotencyKeyCheck => {
-  if (key === undefined || key === null || key.length === 0) return { _tag: "Missing" }
+  if (key === undefined || key === null || key === "") return { _tag: "Missing" }
+  // Callers outside TypeScript may pass anything.
+  if (typeof key !== "string") return { _tag: "Invalid", message: "must be a string" }
   if (key.length > IDEMPOTENCY_KEY_MAX_LENGTH)
     return { _tag: "Invalid", message: `must be at most ${IDEMPOTENCY_KEY_MAX_LENGTH} characters` }
   if (!IDEMPOTENCY_KEY_PATTERN.test(key))

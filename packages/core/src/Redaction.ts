@@ -55,18 +55,19 @@ export const redactJson = <A extends JsonValue>(value: A, policy: RedactionPolic
     })
     return { value: out as unknown as A, redacted }
   }
-  const out: Record<string, JsonValue> = {}
+  // Entries, not assignment: `out["__proto__"] = v` would set the prototype and drop the key.
+  const out: Array<[string, JsonValue]> = []
   for (const [k, v] of Object.entries(value as Record<string, JsonValue>)) {
     if (policy.keyPattern?.test(k)) {
-      out[k] = policy.replacement
+      out.push([k, policy.replacement])
       redacted = true
     } else {
       const r = redactJson(v, policy)
       redacted ||= r.redacted
-      out[k] = r.value
+      out.push([k, r.value])
     }
   }
-  return { value: out as A, redacted }
+  return { value: Object.fromEntries(out) as A, redacted }
 }
 
 /** Redacts several user-supplied parts of one payload, reporting one `redacted` flag. */

@@ -7,6 +7,7 @@
  * `evolve` folds out of the new events, so the stored run always equals the
  * fold of its log (plus the lease group, which no event carries).
  */
+import canonicalize from "canonicalize"
 import { Data, Either } from "effect"
 import { TransitionRejected } from "./Errors.js"
 import type { JsonObject, JsonValue } from "./Json.js"
@@ -318,7 +319,16 @@ const interruption = (run: RunRecord, now: number): NewEvent | null => {
   return null
 }
 
-const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+/** Equal as JSON values, whatever the key order (a store such as Postgres jsonb reorders keys). */
+const sameJson = (a: unknown, b: unknown): boolean => canonicalize(a) === canonicalize(b)
+
+/** Own keys only: a step id such as "constructor" or "__proto__" is not an open step. */
+const openStep = (run: RunRecord, stepId: string) =>
+  Object.hasOwn(run.open_steps, stepId) ? run.open_steps[stepId] : undefined
+const isOpen = (run: RunRecord, stepId: string): boolean => Object.hasOwn(run.open_steps, stepId)
+
+/** The longest wait for input, as for `limits.input_timeout_ms`. */
+const MAX_INPUT_TIMEOUT_MS = 365 * 24 * 3600 * 1000
 
 const decide = (
   run: RunRecord,
@@ -335,6 +345,9 @@ const decide = (
 
   switch (cmd._tag) {
     case "Claim": {
+      // A lease that is not a positive duration would never expire (NaN) or be lost at once.
+      if (!(Number.isSafeInteger(cmd.leaseMs) && cmd.leaseMs > 0))
+        return reject("VALIDATION_FAILED", "A lease is a positive integer of milliseconds.")
       const lease = { lease_token: cmd.leaseToken, lease_expires_at: now + cmd.leaseMs, available_at: null }
       if (run.status === "queued") {
         if (run.available_at !== null && run.available_at > now) return Either.right("no-change")
@@ -378,8 +391,7 @@ const decide = (
       return workerCommand(cmd.leaseToken, () => {
         if (!Number.isInteger(cmd.attempt) || cmd.attempt < 1)
           return reject("VALIDATION_FAILED", "A step attempt is a positive integer.")
-        if (cmd.stepId in run.open_steps)
-          return reject("STEP_MISMATCH", `Step ${cmd.stepId} is already running.`)
+        if (isOpen(run, cmd.stepId)) return reject("STEP_MISMATCH", `Step ${cmd.stepId} is already running.`)
         const interrupt = interruption(run, now)
         if (interrupt !== null) return plan([interrupt])
         if (cmd.attempt === 1 && run.usage.steps >= run.limits.max_steps)
@@ -395,7 +407,7 @@ const decide = (
         if (interrupt !== null) return plan([interrupt])
         const events: NewEvent[] = []
         for (const item of cmd.items) {
-          if (item.stepId !== null && !(item.stepId in run.open_steps))
+          if (item.stepId !== null && !isOpen(run, item.stepId))
             return reject("STEP_MISMATCH", `Step ${item.stepId} is not running.`)
           if (item.kind === "usage") return reject("VALIDATION_FAILED", "Usage is reported with ReportUsage.")
           const scope = redact()
@@ -410,8 +422,9 @@ const decide = (
       return workerCommand(cmd.leaseToken, () => {
         if (
           !(
-            Number.isInteger(cmd.tokens) &&
+            Number.isSafeInteger(cmd.tokens) &&
             cmd.tokens >= 0 &&
+            Number.isSafeInteger(run.usage.tokens + cmd.tokens) &&
             Number.isFinite(cmd.costUsd) &&
             cmd.costUsd >= 0
           )
@@ -420,7 +433,7 @@ const decide = (
             "VALIDATION_FAILED",
             "Usage is a non-negative integer of tokens and a non-negative cost."
           )
-        if (cmd.stepId !== null && !(cmd.stepId in run.open_steps))
+        if (cmd.stepId !== null && !isOpen(run, cmd.stepId))
           return reject("STEP_MISMATCH", `Step ${cmd.stepId} is not running.`)
         const interrupt = interruption(run, now)
         if (interrupt !== null) return plan([interrupt])
@@ -442,11 +455,13 @@ const decide = (
 
     case "FinishStep":
       return workerCommand(cmd.leaseToken, () => {
-        const open = run.open_steps[cmd.stepId]
+        const open = openStep(run, cmd.stepId)
         if (open === undefined) return reject("STEP_MISMATCH", `Step ${cmd.stepId} is not running.`)
         const scope = redact()
         const base = { step_id: cmd.stepId, name: open.name }
-        const error = cmd.error === undefined ? undefined : redactError(cmd.error, scope)
+        // Only outcomes that carry the error redact it: an ignored error never sets `redacted`.
+        const stepError = (): StepError =>
+          cmd.error === undefined ? { message: "The step failed." } : redactError(cmd.error, scope)
         switch (cmd.outcome) {
           case "succeeded": {
             const output = scope.json(cmd.output ?? null)
@@ -455,14 +470,14 @@ const decide = (
             return plan(interrupt === null ? [done] : [done, interrupt])
           }
           case "fail_run": {
-            const err = error ?? { message: "The step failed." }
+            const err = stepError()
             return plan([
               ev("step.done", { ...base, outcome: "fail_run", error: err }, scope.redacted),
               ev("run.worker.failed", { reason_code: "STEP_FAILED", message: err.message }, scope.redacted)
             ])
           }
           case "retry_step": {
-            const err = error ?? { message: "The step failed." }
+            const err = stepError()
             if (open.attempt >= run.limits.max_step_attempts) {
               return plan([
                 ev("step.done", { ...base, outcome: "fail_run", error: err }, scope.redacted),
@@ -500,7 +515,10 @@ const decide = (
         if (cmd.actions.length === 0 || new Set(cmd.actions).size !== cmd.actions.length)
           return reject("VALIDATION_FAILED", "A wait offers one or more distinct actions.")
         const timeoutMs = cmd.timeoutMs === undefined ? run.limits.input_timeout_ms : cmd.timeoutMs
-        if (timeoutMs !== null && !(Number.isInteger(timeoutMs) && timeoutMs > 0))
+        if (
+          timeoutMs !== null &&
+          !(Number.isInteger(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_INPUT_TIMEOUT_MS)
+        )
           return reject("VALIDATION_FAILED", "An input timeout is a positive integer of milliseconds.")
         const interrupt = interruption(run, now)
         if (interrupt !== null) return plan([interrupt])
@@ -528,6 +546,8 @@ const decide = (
         return reject("RUN_NOT_AWAITING_INPUT", `The run is ${run.status}, not awaiting input.`)
       }
       const waiting = run.awaiting_input!
+      // A wait that timed out is over even if no sweep has noticed yet: the timeout wins.
+      if (waiting.expires_at !== null && now >= waiting.expires_at) return plan([limitEvent("input_timeout")])
       if (!waiting.actions.includes(cmd.action))
         return reject("SIGNAL_INPUT_INVALID", `This wait accepts ${waiting.actions.join(", ")}.`)
       return plan(
@@ -540,14 +560,15 @@ const decide = (
     }
 
     case "RequestCancel": {
-      const reason = cmd.reason === undefined ? {} : { reason: redact().string(cmd.reason) }
+      const scope = redact()
+      const reason = cmd.reason === undefined ? {} : { reason: scope.string(cmd.reason) }
       if (run.status === "cancelled") return Either.right("no-change")
       if (isTerminal(run.status)) return reject("RUN_ALREADY_TERMINAL", `The run is already ${run.status}.`)
       if (run.status === "running") {
         if (run.cancel_requested !== null) return Either.right("no-change")
-        return plan([ev("run.cancel_requested", reason)])
+        return plan([ev("run.cancel_requested", reason, scope.redacted)])
       }
-      return plan([ev("run.cancelled", reason)])
+      return plan([ev("run.cancelled", reason, scope.redacted)])
     }
 
     case "Cancel":
@@ -626,6 +647,22 @@ const applyPlan = (run: RunRecord, p: Plan, now: number): Decision => {
   return { _tag: "Transition", events, patch: patch as RunPatch, next }
 }
 
+const COMMAND_TAGS: ReadonlySet<string> = new Set<RunCommand["_tag"]>([
+  "Claim",
+  "Tick",
+  "StartStep",
+  "Progress",
+  "ReportUsage",
+  "FinishStep",
+  "AwaitInput",
+  "Signal",
+  "RequestCancel",
+  "Cancel",
+  "ExceedLimit",
+  "Succeed",
+  "Fail"
+])
+
 /**
  * Decides what `command` does to `run` at `ctx.now`. Pure: the same inputs
  * always give the same events and patch.
@@ -635,9 +672,12 @@ export const transition = (
   command: RunCommand,
   ctx: TransitionContext
 ): Either.Either<Decision, TransitionRejected> =>
-  Either.map(decide(run, command, ctx), (p) =>
-    p === "no-change" || p.events.length === 0 ? { _tag: "NoChange", run } : applyPlan(run, p, ctx.now)
-  )
+  // Callers outside TypeScript may pass anything: an unknown command is refused, not a crash.
+  typeof command !== "object" || command === null || !COMMAND_TAGS.has(command._tag)
+    ? reject("VALIDATION_FAILED", "Unknown command.")
+    : Either.map(decide(run, command, ctx), (p) =>
+        p === "no-change" || p.events.length === 0 ? { _tag: "NoChange", run } : applyPlan(run, p, ctx.now)
+      )
 
 /**
  * A new run: its record after `run.queued` (seq 1) and the events to store

@@ -13,23 +13,31 @@ export const SignalRequest = Schema.Struct({
 })
 export type SignalRequest = typeof SignalRequest.Type
 
-// One compiler; schemas cached by their JSON text so a hot wait compiles once.
-const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false })
-const cache = new Map<string, ValidateFunction>()
+// One compiler; schemas (and why a schema is unusable) cached by their JSON text,
+// so a hot wait compiles once. `addUsedSchema: false`: a schema's `$id` is not
+// registered in the compiler, so two waits may use one `$id` for different schemas.
+const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false, addUsedSchema: false })
+const cache = new Map<string, ValidateFunction | string>()
 const CACHE_MAX = 1000
 
 const compile = (schema: object): ValidateFunction | string => {
   const text = JSON.stringify(schema)
   const hit = cache.get(text)
   if (hit !== undefined) return hit
-  try {
-    const fn = ajv.compile(schema)
-    if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value as string)
-    cache.set(text, fn)
-    return fn
-  } catch (e) {
-    return e instanceof Error ? e.message : "invalid JSON Schema"
+  if (cache.size >= CACHE_MAX) {
+    // Ajv keeps every schema object it was given, compiled or not: start both over,
+    // or memory grows with every distinct schema.
+    cache.clear()
+    ajv.removeSchema()
   }
+  let compiled: ValidateFunction | string
+  try {
+    compiled = ajv.compile(schema)
+  } catch (e) {
+    compiled = e instanceof Error ? e.message : "invalid JSON Schema"
+  }
+  cache.set(text, compiled)
+  return compiled
 }
 
 /** Null when `schema` is a usable JSON Schema, else why not. */
