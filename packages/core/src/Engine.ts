@@ -3,7 +3,7 @@
  * Baton. Each program names the ports it needs in its `R` type; none reads a
  * wall clock (Clock service) or a global.
  */
-import { Chunk, Clock, Data, Effect, Either, Schema, Stream } from "effect"
+import { Chunk, Clock, Data, Effect, Either, Schedule, Schema, Stream } from "effect"
 import {
   ALL_SCOPES,
   type ApiKey,
@@ -342,7 +342,8 @@ export const subscribe = (
           Stream.make(undefined),
           Stream.merge(
             hints.pipe(Stream.filter((seq) => seq > last)),
-            Stream.tick(`${config.feedPollIntervalMs} millis`)
+            // The first poll comes one interval after the first read, not with it.
+            Stream.fromSchedule(Schedule.spaced(`${config.feedPollIntervalMs} millis`))
           )
         )
         return wakes.pipe(

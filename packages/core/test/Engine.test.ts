@@ -9,6 +9,7 @@ import { ALL_SCOPES, makeSecret, type Principal } from "../src/ApiKey.js"
 import type { EngineServices } from "../src/Container.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig, type EngineConfigShape } from "../src/EngineConfig.js"
+import { EventFeed } from "../src/ports/EventFeed.js"
 import { REDACTED } from "../src/Redaction.js"
 import type { Run } from "../src/Run.js"
 import * as RunState from "../src/RunState.js"
@@ -420,6 +421,31 @@ describe("subscribe", () => {
       expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5])
       expect(events.at(-1)?.type).toBe("run.worker.succeeded")
     }).pipe(fresh())
+  )
+
+  it.effect("a feed that loses every hint costs latency, never an event", () =>
+    Effect.gen(function* () {
+      const run = yield* createOk(ACME, { input: 1 })
+      const stream = yield* Engine.subscribe(ACME, run.id)
+      const seen: number[] = []
+      const collecting = yield* Effect.fork(
+        Stream.runForEach(stream, (e) => Effect.sync(() => seen.push(e.seq)))
+      )
+      for (let i = 0; i < 100 && seen.length === 0; i++) yield* Effect.yieldNow()
+      yield* work(run, (leaseToken) => RunCommand.Succeed({ leaseToken, output: null }))
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      // No hint arrives, so nothing past the first read until a poll tick…
+      expect(seen).toEqual([1])
+      yield* TestClock.adjust("1 second")
+      yield* Fiber.join(collecting)
+      // …which brings every event, once, in order.
+      expect(seen).toEqual([1, 2, 3])
+    }).pipe(
+      Effect.provide(
+        // The later layer wins: this feed replaces the memory adapter's.
+        Layer.merge(testLayer(), Layer.succeed(EventFeed, { subscribe: () => Effect.succeed(Stream.never) }))
+      )
+    )
   )
 
   it.effect("refuses a bad after_seq and another customer's run", () =>
