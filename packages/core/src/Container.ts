@@ -10,8 +10,10 @@ import * as Engine from "./Engine.js"
 import { EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
 import type { BatonError } from "./Errors.js"
 import type { Run } from "./Run.js"
+import type { Handler } from "./RunContext.js"
 import type { RunEvent } from "./RunEvent.js"
 import type { StorageAdapter, StoragePorts } from "./Storage.js"
+import * as Worker from "./Worker.js"
 
 export const Tokens = {
   /** A `StorageAdapter`. */
@@ -21,9 +23,6 @@ export const Tokens = {
   /** `Readonly<Record<string, Handler>>`: the handlers this process can execute. */
   Handlers: Symbol.for("@baton/core/Handlers")
 } as const
-
-/** A handler as registered; its full signature belongs to the worker runtime. */
-export type Handler = (...args: never[]) => unknown
 
 export interface EngineOptions {
   readonly storage: StorageAdapter
@@ -128,9 +127,23 @@ export class BatonEngine {
   ping(): Promise<void> {
     return this.run(Engine.ping)
   }
-  /** Closes the storage connections. */
-  dispose(): Promise<void> {
-    return this.runtime.dispose()
+  /**
+   * Starts a worker executing this engine's handlers; it claims runs until
+   * `stop()`. Several workers (here or in other processes) share the work.
+   */
+  startWorker(options: Omit<Worker.WorkerOptions, "handlers"> = {}): Promise<Worker.WorkerHandle> {
+    const worker = this.run(Worker.startWorker({ ...options, handlers: this.options.handlers ?? {} }))
+    void worker.then((w) => this.workers.add(w))
+    return worker
+  }
+
+  private readonly workers = new Set<Worker.WorkerHandle>()
+
+  /** Stops this engine's workers (draining them briefly), then closes the storage connections. */
+  async dispose(options: Worker.StopOptions = { graceMs: 1000 }): Promise<void> {
+    await Promise.all([...this.workers].map((w) => w.stop(options)))
+    this.workers.clear()
+    await this.runtime.dispose()
   }
 }
 

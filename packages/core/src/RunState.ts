@@ -464,8 +464,9 @@ const decide = (
           cmd.error === undefined ? { message: "The step failed." } : redactError(cmd.error, scope)
         switch (cmd.outcome) {
           case "succeeded": {
-            const output = scope.json(cmd.output ?? null)
-            const done = ev("step.done", { ...base, outcome: "succeeded", output }, scope.redacted)
+            // A step that returned nothing records no output, and replays as nothing.
+            const output = cmd.output === undefined ? {} : { output: scope.json(cmd.output) }
+            const done = ev("step.done", { ...base, outcome: "succeeded", ...output }, scope.redacted)
             const interrupt = interruption(run, now)
             return plan(interrupt === null ? [done] : [done, interrupt])
           }

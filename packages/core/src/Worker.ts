@@ -1,0 +1,217 @@
+/**
+ * The worker: claims runs of its handlers under a lease, executes several at
+ * once, keeps each lease alive by heartbeat, fires due timers, and on stop
+ * lets in-flight work finish up to a deadline before letting go of leases.
+ */
+
+import { randomBytes } from "node:crypto"
+import { hostname } from "node:os"
+import { Clock, Effect, Fiber, Runtime, Schedule } from "effect"
+import * as Engine from "./Engine.js"
+import type { EngineConfig } from "./EngineConfig.js"
+import { type ErrorDetail, type ValidationError, validationError } from "./Errors.js"
+import { Execution, type ExecutionSettings, type RetryPolicy } from "./internal/Execution.js"
+import { replayOf } from "./internal/Replay.js"
+import type { EventFeed } from "./ports/EventFeed.js"
+import type { KeyStore } from "./ports/KeyStore.js"
+import { RunStore } from "./ports/RunStore.js"
+import type { RunRecord } from "./Run.js"
+import type { Handler } from "./RunContext.js"
+import type { EventRow } from "./RunEvent.js"
+
+export interface WorkerOptions {
+  readonly handlers: Readonly<Record<string, Handler>>
+  /** Names this worker in `run.started`; default `<host>-<pid>-<random>`. */
+  readonly workerId?: string
+  /** Runs executed at once (default 10). */
+  readonly concurrency?: number
+  readonly leaseMs?: number
+  /** How often a lease is renewed, and so how soon a cancel is noticed (default leaseMs / 3). */
+  readonly heartbeatMs?: number
+  /** Idle wait between claims when nothing was claimable (default 100 ms). */
+  readonly pollIntervalMs?: number
+  /** How often this worker fires due timers: input timeouts, deadlines, expired leases (default 1 s). */
+  readonly sweepIntervalMs?: number
+  /** How long a cancelled handler that ignores its AbortSignal is waited on (default 5 s). */
+  readonly cancelGraceMs?: number
+  /** Content deltas are coalesced for this long into one append (default 25 ms). */
+  readonly progressFlushMs?: number
+  readonly retry?: Partial<RetryPolicy>
+}
+
+export interface StopOptions {
+  /** How long in-flight runs may go on before they are stopped (default 10 s). */
+  readonly graceMs?: number
+  /**
+   * Expire the leases of stopped runs at once so other workers resume them now
+   * (default true). False leaves them to expire, as a crash would.
+   */
+  readonly releaseLeases?: boolean
+}
+
+export interface WorkerHandle {
+  readonly workerId: string
+  /** Stops claiming, drains, then stops what is left (see StopOptions). */
+  readonly stop: (options?: StopOptions) => Promise<void>
+  /** Runs executing now, by id. */
+  readonly active: () => ReadonlyArray<string>
+}
+
+export const DEFAULT_RETRY: RetryPolicy = {
+  initialDelayMs: 1000,
+  maxDelayMs: 60_000,
+  factor: 2,
+  jitter: 0.2,
+  releaseAboveMs: 10_000
+}
+
+const NUMERIC_OPTIONS = [
+  "concurrency",
+  "leaseMs",
+  "heartbeatMs",
+  "pollIntervalMs",
+  "sweepIntervalMs",
+  "cancelGraceMs",
+  "progressFlushMs"
+] as const
+
+const checkOptions = (options: WorkerOptions): ReadonlyArray<ErrorDetail> => {
+  const problems: ErrorDetail[] = []
+  if (typeof options !== "object" || options === null) return [{ path: "options", message: "is an object" }]
+  if (typeof options.handlers !== "object" || options.handlers === null)
+    problems.push({ path: "handlers", message: "is an object of handler functions" })
+  else
+    for (const [name, fn] of Object.entries(options.handlers))
+      if (typeof fn !== "function") problems.push({ path: `handlers.${name}`, message: "is a function" })
+  for (const key of NUMERIC_OPTIONS) {
+    const v = options[key]
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v > 0 && v <= 2 ** 31 - 1))
+      problems.push({ path: key, message: "is a positive number of at most 2^31-1" })
+  }
+  for (const [key, v] of Object.entries(options.retry ?? {}))
+    if (!(typeof v === "number" && Number.isFinite(v) && v >= 0))
+      problems.push({ path: `retry.${key}`, message: "is a non-negative number" })
+  if (
+    options.workerId !== undefined &&
+    !(typeof options.workerId === "string" && /^[\x21-\x7e]{1,200}$/.test(options.workerId))
+  )
+    problems.push({ path: "workerId", message: "is 1 to 200 printable ASCII characters" })
+  return problems
+}
+
+type Services = RunStore | EventFeed | KeyStore | EngineConfig
+
+const LOG_PAGE = 1000
+
+const readLog = (runId: string) =>
+  Effect.gen(function* () {
+    const store = yield* RunStore
+    const log: EventRow[] = []
+    for (;;) {
+      const page = yield* store.readEvents(runId, log.length, LOG_PAGE)
+      log.push(...page)
+      if (page.length < LOG_PAGE) return log
+    }
+  })
+
+/** Starts a worker on the current runtime's ports; it runs until `stop()`. */
+export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle, ValidationError, Services> =>
+  Effect.gen(function* () {
+    const problems = checkOptions(options)
+    if (problems.length > 0) return yield* Effect.fail(validationError(problems))
+    const runtime = yield* Effect.runtime<Services>()
+    const workerId = options.workerId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString("hex")}`
+    const handlers = options.handlers
+    const names = Object.keys(handlers)
+    const concurrency = Math.max(1, Math.floor(options.concurrency ?? 10))
+    const leaseMs = Math.max(1, Math.floor(options.leaseMs ?? 30_000))
+    const settings: ExecutionSettings = {
+      leaseMs,
+      heartbeatMs: options.heartbeatMs ?? Math.max(1, Math.floor(leaseMs / 3)),
+      cancelGraceMs: options.cancelGraceMs ?? 5000,
+      progressFlushMs: options.progressFlushMs ?? 25,
+      retry: { ...DEFAULT_RETRY, ...options.retry }
+    }
+    const pollIntervalMs = options.pollIntervalMs ?? 100
+    const sweepIntervalMs = options.sweepIntervalMs ?? 1000
+    const executions = new Map<string, Execution>()
+    let stopping = false
+    // Resolved when a slot frees up, so the claim loop does not wait a full poll.
+    let wake: () => void = () => {}
+
+    const launch = (run: RecordWithLease, log: ReadonlyArray<EventRow>) => {
+      const handler = handlers[run.handler]
+      if (handler === undefined) return
+      const execution = new Execution(run, replayOf(log), handler, runtime, settings)
+      executions.set(run.id, execution)
+      void execution.start().finally(() => {
+        executions.delete(run.id)
+        wake()
+      })
+    }
+
+    const claimOnce = Effect.gen(function* () {
+      const free = concurrency - executions.size
+      if (free <= 0 || stopping) return 0
+      const claimed = yield* Engine.claimRuns(workerId, { leaseMs, max: free, handlers: names })
+      for (const run of claimed) {
+        const log = yield* readLog(run.id)
+        if (stopping) return claimed.length
+        launch(run as RecordWithLease, log)
+      }
+      return claimed.length
+    }).pipe(Effect.catchAll(() => Effect.succeed(0)))
+
+    const idle = Effect.async<void>((resume) => {
+      const timer = setTimeout(() => resume(Effect.void), pollIntervalMs)
+      wake = () => {
+        clearTimeout(timer)
+        resume(Effect.void)
+      }
+      return Effect.sync(() => clearTimeout(timer))
+    })
+
+    const claimLoop = Effect.gen(function* () {
+      while (!stopping) {
+        const claimed = yield* claimOnce
+        if (claimed === 0 || executions.size >= concurrency) yield* idle
+      }
+    })
+    const sweepLoop = Engine.sweep(100).pipe(
+      Effect.catchAll(() => Effect.succeed(0)),
+      Effect.repeat(Schedule.spaced(`${sweepIntervalMs} millis`)),
+      Effect.asVoid
+    )
+    const loops = [Runtime.runFork(runtime)(claimLoop), Runtime.runFork(runtime)(sweepLoop)]
+
+    const stop = async (stopOptions: StopOptions = {}): Promise<void> => {
+      if (stopping) return
+      stopping = true
+      wake()
+      await Promise.all(loops.map((f) => Runtime.runPromise(runtime)(Fiber.interrupt(f))))
+      const graceMs = stopOptions.graceMs ?? 10_000
+      const inFlight = [...executions.values()]
+      if (graceMs > 0 && inFlight.length > 0)
+        await Promise.race([
+          Promise.all(inFlight.map((e) => e.done)),
+          new Promise((resolve) => setTimeout(resolve, graceMs))
+        ])
+      const left = [...executions.values()].filter((e) => !e.finished)
+      for (const execution of left) execution.stop()
+      if (stopOptions.releaseLeases !== false)
+        await Promise.all(
+          left.map((execution) =>
+            Runtime.runPromise(runtime)(
+              Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
+                // A lease that ends now: the next claim, anywhere, resumes the run.
+                store.renewLease(execution.runId, execution.leaseTokenOf(), 0, now)
+              ).pipe(Effect.catchAll(() => Effect.void))
+            )
+          )
+        )
+    }
+
+    return { workerId, stop, active: () => [...executions.keys()] }
+  })
+
+type RecordWithLease = RunRecord & { readonly lease_token: string }

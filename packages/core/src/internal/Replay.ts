@@ -1,0 +1,54 @@
+import type { JsonValue } from "../Json.js"
+import type { InputDecision } from "../RunContext.js"
+import type { EventRow, EventValue } from "../RunEvent.js"
+
+/** What a run's log says about its past executions, as a handler replay needs it. */
+export interface Replay {
+  /** Outputs of steps that finished (`undefined` when the step returned nothing). */
+  readonly completed: ReadonlyMap<string, { readonly output: JsonValue | undefined }>
+  /** The highest attempt started per step id. */
+  readonly attempts: ReadonlyMap<string, number>
+  /** Each wait in order: the decision that answered it, or null while unanswered. */
+  readonly waits: ReadonlyArray<InputDecision | null>
+  /** Run-level (step_id null) progress reports and usage reports already written. */
+  readonly runProgress: number
+  readonly runUsage: number
+}
+
+export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
+  const completed = new Map<string, { output: JsonValue | undefined }>()
+  const attempts = new Map<string, number>()
+  const waits: Array<InputDecision | null> = []
+  let runProgress = 0
+  let runUsage = 0
+  for (const e of log) {
+    switch (e.type) {
+      case "step.started": {
+        const v = e.payload.value as EventValue<"step.started">
+        attempts.set(v.step_id, Math.max(attempts.get(v.step_id) ?? 0, v.attempt))
+        break
+      }
+      case "step.done": {
+        const v = e.payload.value as EventValue<"step.done">
+        if (v.outcome === "succeeded") completed.set(v.step_id, { output: v.output })
+        break
+      }
+      case "step.progress": {
+        const v = e.payload.value as EventValue<"step.progress">
+        if (v.step_id === null) {
+          if (v.kind === "usage") runUsage++
+          else runProgress++
+        }
+        break
+      }
+      case "run.awaiting_input":
+        waits.push(null)
+        break
+      case "run.signal_received":
+        if (waits.length > 0 && waits[waits.length - 1] === null)
+          waits[waits.length - 1] = e.payload.value as EventValue<"run.signal_received">
+        break
+    }
+  }
+  return { completed, attempts, waits, runProgress, runUsage }
+}

@@ -1,0 +1,115 @@
+/**
+ * The worker over the memory adapter, end to end through the Promise API.
+ * (The conformance suite repeats the durable-execution cases on every adapter.)
+ */
+import { memoryStorage } from "@baton/adapter-memory"
+import { afterEach, describe, expect, it } from "vitest"
+import { type BatonEngine, createEngine } from "../src/Container.js"
+import type { Handler } from "../src/RunContext.js"
+
+const engines: BatonEngine[] = []
+afterEach(async () => {
+  await Promise.all(engines.splice(0).map((e) => e.dispose({ graceMs: 0 })))
+})
+
+const start = async (handlers: Record<string, Handler>) => {
+  const engine = createEngine({ storage: memoryStorage(), handlers })
+  engines.push(engine)
+  await engine.startWorker({
+    pollIntervalMs: 5,
+    heartbeatMs: 50,
+    leaseMs: 2000,
+    retry: { initialDelayMs: 1 }
+  })
+  return engine
+}
+
+/** Waits until the run satisfies `predicate` (polling, with a deadline). */
+const until = async (engine: BatonEngine, runId: string, predicate: (status: string) => boolean) => {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    const run = await engine.getRun(runId)
+    if (predicate(run.status)) return run
+    if (Date.now() > deadline) throw new Error(`run ${runId} stayed ${run.status}`)
+    await new Promise((r) => setImmediate(r))
+  }
+}
+
+const createdId = async (engine: BatonEngine, body: unknown) => {
+  const created = await engine.createRun(body)
+  if (created._tag === "KeyReused") throw new Error("unexpected")
+  return created.run.id
+}
+
+describe("worker", () => {
+  it("executes steps, streams progress and succeeds with the handler's output", async () => {
+    let calls = 0
+    const engine = await start({
+      default: async (run) => {
+        const a = await run.step("double", () => {
+          calls++
+          return (run.input as number) * 2
+        })
+        await run.step("stream", (step) => {
+          for (const t of ["a", "b", "c"]) step.progress({ content_delta: t })
+        })
+        return { a }
+      }
+    })
+    const id = await createdId(engine, { input: 21 })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toEqual({ a: 42 })
+    expect(calls).toBe(1)
+    const events = (await engine.readEvents(id, { limit: 1000 })).data
+    expect(events.map((e) => e.type)).toEqual([
+      "run.queued",
+      "run.started",
+      "step.started",
+      "step.done",
+      "step.started",
+      "step.progress",
+      "step.progress",
+      "step.progress",
+      "step.done",
+      "run.worker.succeeded"
+    ])
+    expect(events.filter((e) => e.type === "step.progress").map((e) => e.payload.value)).toEqual([
+      { content_delta: "a", step_id: "stream:0", kind: "content_delta" },
+      { content_delta: "b", step_id: "stream:0", kind: "content_delta" },
+      { content_delta: "c", step_id: "stream:0", kind: "content_delta" }
+    ])
+  })
+
+  it("suspends on awaitInput, resumes on a signal without re-running finished steps", async () => {
+    const calls: string[] = []
+    const engine = await start({
+      default: async (run) => {
+        await run.step("before", () => void calls.push("before"))
+        const decision = await run.awaitInput({ prompt: "ok?", actions: ["approve", "reject"] })
+        await run.step("after", () => void calls.push("after"))
+        return decision.action
+      }
+    })
+    const id = await createdId(engine, { input: null })
+    await until(engine, id, (s) => s === "awaiting_input")
+    await engine.signalRun(id, { action: "approve", comment: "fine" })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toBe("approve")
+    expect(calls).toEqual(["before", "after"])
+  })
+
+  it("retries a failing step, then fails the run when attempts run out", async () => {
+    let calls = 0
+    const engine = await start({
+      default: async (run) =>
+        run.step("flaky", () => {
+          calls++
+          throw new Error(`boom ${calls}`)
+        })
+    })
+    const id = await createdId(engine, { input: null, limits: { max_step_attempts: 3 } })
+    const run = await until(engine, id, (s) => s === "failed")
+    expect(run.error?.reason_code).toBe("STEP_RETRIES_EXHAUSTED")
+    expect(calls).toBe(3)
+  })
+})
