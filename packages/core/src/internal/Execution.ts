@@ -63,7 +63,12 @@ type Services = RunStore | EngineConfig
 /** What a write expects the run to be after it. */
 type Expect = "running" | "suspend" | "end"
 
-const NEVER: Promise<never> = new Promise<never>(() => {})
+/**
+ * A promise that never settles, new each time: an abandoned handler awaiting it
+ * is referenced by nothing and collected. (One shared promise would keep every
+ * abandoned handler's continuation alive forever.)
+ */
+const never = <A>(): Promise<A> => new Promise<A>(() => {})
 const PROGRESS_BATCH = 100
 const STORAGE_RETRIES = 6
 
@@ -94,6 +99,8 @@ export class Execution {
   private deadlineTimer: NodeJS.Timeout | null = null
   private graceTimer: NodeJS.Timeout | null = null
   private readonly stepCounts = new Map<string, number>()
+  /** Steps of this execution between their start and their end: progress may name only these. */
+  private readonly openSteps = new Set<string>()
   private waitIndex = 0
   private runProgressIndex = 0
   private runUsageIndex = 0
@@ -128,9 +135,9 @@ export class Execution {
 
   /** Starts the handler; `done` resolves when the execution is over, whatever the handler does. */
   start(): Promise<ExecutionOutcome> {
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.settings.heartbeatMs)
+    this.heartbeatTimer = setInterval(() => this.detach(this.heartbeat()), this.settings.heartbeatMs)
     this.armDeadline()
-    void this.runHandler()
+    this.detach(this.runHandler())
     return this.done
   }
 
@@ -216,7 +223,7 @@ export class Execution {
   private async step<T>(name: string, fn: (step: StepContext) => T | Promise<T>): Promise<T> {
     if (typeof name !== "string" || name.length === 0 || name.length > 200)
       throw validationError([{ path: "name", message: "a step name is 1 to 200 characters" }])
-    if (this.finished) return NEVER
+    if (this.finished) return never()
     const occurrence = this.stepCounts.get(name) ?? 0
     this.stepCounts.set(name, occurrence + 1)
     const stepId = `${name}:${occurrence}`
@@ -228,7 +235,8 @@ export class Execution {
         RunCommand.StartStep({ leaseToken: this.leaseToken, stepId, name, attempt }),
         "running"
       )
-      if (!started) return NEVER
+      if (!started) return never()
+      this.openSteps.add(stepId)
       const context: StepContext = {
         stepId,
         name,
@@ -240,7 +248,8 @@ export class Execution {
       try {
         output = await activeStep.run({ execution: this, stepId }, () => fn(context))
       } catch (error) {
-        if (this.finished) return NEVER
+        this.openSteps.delete(stepId)
+        if (this.finished) return never()
         // A cancelled handler's step error is the cancel itself: let it reach the handler.
         if (this.state === "cancelling") throw error
         const stepError = describeError(error)
@@ -254,7 +263,7 @@ export class Execution {
             }),
             "end"
           )
-          return NEVER
+          return never()
         }
         const delay = this.backoff(attempt)
         const exhausted = attempt >= this.current.limits.max_step_attempts
@@ -270,16 +279,17 @@ export class Execution {
           }),
           exhausted ? "end" : release ? "suspend" : "running"
         )
-        if (!ok) return NEVER
+        if (!ok) return never()
         if (!(await this.sleep(delay))) {
           // Cancelled while backing off: the handler sees the cancel as this step's error.
           if (this.isCancelling()) throw this.controller.signal.reason
-          return NEVER
+          return never()
         }
         attempt++
         continue
       }
-      if (this.finished) return NEVER
+      this.openSteps.delete(stepId)
+      if (this.finished) return never()
       if (output !== undefined && !isJsonValue(output)) {
         await this.write(
           RunCommand.FinishStep({
@@ -290,7 +300,7 @@ export class Execution {
           }),
           "end"
         )
-        return NEVER
+        return never()
       }
       const finished = await this.write(
         RunCommand.FinishStep({
@@ -301,7 +311,7 @@ export class Execution {
         }),
         "running"
       )
-      if (!finished) return NEVER
+      if (!finished) return never()
       // The recorded (redacted) output, exactly what a replay will return.
       const done = this.lastEvents.find((e) => e.type === "step.done")
       return (done === undefined ? output : (done.payload.value as EventValue<"step.done">).output) as T
@@ -311,12 +321,13 @@ export class Execution {
   private progress(report: ProgressInput, stepId?: string): void {
     const item = this.progressItem(report, stepId ?? this.stepInContext())
     if (item.stepId === null && this.runProgressIndex++ < this.replay.runProgress) return
-    if (this.finished) return
+    // A report from a step that already ended (a leaked callback) has nowhere to go.
+    if (this.finished || (item.stepId !== null && !this.openSteps.has(item.stepId))) return
     this.pending.push(item)
-    if (this.pending.length >= PROGRESS_BATCH) void this.enqueue(() => this.flushNow())
+    if (this.pending.length >= PROGRESS_BATCH) this.detach(this.enqueue(() => this.flushNow()))
     else if (this.flushTimer === null)
       this.flushTimer = setTimeout(
-        () => void this.enqueue(() => this.flushNow()),
+        () => this.detach(this.enqueue(() => this.flushNow())),
         this.settings.progressFlushMs
       )
   }
@@ -339,7 +350,7 @@ export class Execution {
   }
 
   private async awaitInput(options: AwaitInputOptions): Promise<InputDecision> {
-    if (this.finished) return NEVER
+    if (this.finished) return never()
     const index = this.waitIndex++
     if (index < this.replay.waits.length) {
       const decision = this.replay.waits[index]
@@ -361,11 +372,11 @@ export class Execution {
       }),
       "suspend"
     )
-    return NEVER
+    return never()
   }
 
   private async reportUsage(usage: UsageReport): Promise<void> {
-    if (this.finished) return NEVER
+    if (this.finished) return never()
     const stepId = this.stepInContext()
     if (stepId === null && this.runUsageIndex++ < this.replay.runUsage) return
     const ok = await this.write(
@@ -377,7 +388,7 @@ export class Execution {
       }),
       "running"
     )
-    if (!ok) return NEVER
+    if (!ok) return never()
   }
 
   // -------------------------------------------------------------------------
@@ -407,7 +418,12 @@ export class Execution {
     if (this.pending.length === 0 || this.finished) return !this.finished
     const items = this.pending
     this.pending = []
-    return this.applyNow(RunCommand.Progress({ leaseToken: this.leaseToken, items }), "running")
+    try {
+      return await this.applyNow(RunCommand.Progress({ leaseToken: this.leaseToken, items }), "running")
+    } catch {
+      // Progress the state machine refuses is dropped; it must never fail the write behind it.
+      return !this.finished
+    }
   }
 
   private async applyNow(command: RunCommand, expect: Expect): Promise<boolean> {
@@ -484,7 +500,7 @@ export class Execution {
     this.controller.abort(new Error("The run was cancelled."))
     // A handler that ignores its signal is not waited on past the grace period.
     this.graceTimer = setTimeout(
-      () => void this.write(RunCommand.Cancel({ leaseToken: this.leaseToken }), "end"),
+      () => this.detach(this.write(RunCommand.Cancel({ leaseToken: this.leaseToken }), "end")),
       this.settings.cancelGraceMs
     )
   }
@@ -495,7 +511,7 @@ export class Execution {
     const inMs = Math.max(0, deadline - Date.now())
     // Past the deadline a Tick ends the run LIMIT_MAX_DURATION, whatever the handler is doing.
     this.deadlineTimer = setTimeout(
-      () => void this.write(RunCommand.Tick(), "end"),
+      () => this.detach(this.write(RunCommand.Tick(), "end")),
       Math.min(inMs + 1, 2 ** 31 - 1)
     )
   }
@@ -520,6 +536,11 @@ export class Execution {
       }
       this.controller.signal.addEventListener("abort", onAbort, { once: true })
     })
+  }
+
+  /** Runs work nobody awaits; if it fails unexpectedly the execution lets go (the lease expires). */
+  private detach(work: Promise<unknown>): void {
+    work.catch(() => this.finish("lost"))
   }
 
   private finish(outcome: ExecutionOutcome): void {
