@@ -67,13 +67,15 @@ export class BatonEngine {
     body: unknown,
     options: { idempotencyKey?: string; requireIdempotencyKey?: boolean; principal?: Principal } = {}
   ): Promise<Engine.CreateRunResult> {
-    return this.run(
-      Engine.createRun(options.principal ?? LOCAL_PRINCIPAL, body, {
-        idempotencyKey: options.idempotencyKey,
-        ...(options.requireIdempotencyKey === undefined
-          ? {}
-          : { requireIdempotencyKey: options.requireIdempotencyKey })
-      })
+    return this.nudgeAfter(
+      this.run(
+        Engine.createRun(options.principal ?? LOCAL_PRINCIPAL, body, {
+          idempotencyKey: options.idempotencyKey,
+          ...(options.requireIdempotencyKey === undefined
+            ? {}
+            : { requireIdempotencyKey: options.requireIdempotencyKey })
+        })
+      )
     )
   }
   getRun(runId: string, principal: Principal = LOCAL_PRINCIPAL): Promise<Run> {
@@ -90,7 +92,14 @@ export class BatonEngine {
     return this.run(Engine.readEvents(principal, runId, query))
   }
   signalRun(runId: string, body: unknown, principal: Principal = LOCAL_PRINCIPAL): Promise<Run> {
-    return this.run(Engine.signalRun(principal, runId, body))
+    return this.nudgeAfter(this.run(Engine.signalRun(principal, runId, body)))
+  }
+
+  /** Wakes this process's workers once `work` succeeded: a run is claimable now. */
+  private async nudgeAfter<A>(work: Promise<A>): Promise<A> {
+    const result = await work
+    for (const worker of this.workers) worker.nudge()
+    return result
   }
   cancelRun(runId: string, body: unknown = {}, principal: Principal = LOCAL_PRINCIPAL): Promise<Run> {
     return this.run(Engine.cancelRun(principal, runId, body))

@@ -55,6 +55,8 @@ export interface WorkerHandle {
   readonly stop: (options?: StopOptions) => Promise<void>
   /** Runs executing now, by id. */
   readonly active: () => ReadonlyArray<string>
+  /** Claims now instead of at the next poll (a run was just created or resumed in this process). */
+  readonly nudge: () => void
 }
 
 export const DEFAULT_RETRY: RetryPolicy = {
@@ -211,7 +213,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
         )
     }
 
-    return { workerId, stop, active: () => [...executions.keys()] }
+    return { workerId, stop, active: () => [...executions.keys()], nudge: () => wake() }
   })
 
 type RecordWithLease = RunRecord & { readonly lease_token: string }
