@@ -1,7 +1,7 @@
 /**
  * Baton embedded in a script: an engine on the in-memory store, one run
  * created idempotently, its events replayed as a stream, then cancelled.
- * (Executing handlers arrives with the worker runtime.)
+ * (examples/embedded.ts adds a worker that executes the handler.)
  */
 import { memoryStorage } from "@baton/adapter-memory"
 import { createEngine, type RunEvent } from "@baton/core"

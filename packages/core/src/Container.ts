@@ -10,7 +10,7 @@ import * as Engine from "./Engine.js"
 import { EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
 import type { BatonError } from "./Errors.js"
 import type { Run } from "./Run.js"
-import type { Handler } from "./RunContext.js"
+import type { AnyHandler } from "./RunContext.js"
 import type { RunEvent } from "./RunEvent.js"
 import type { StorageAdapter, StoragePorts } from "./Storage.js"
 import * as Worker from "./Worker.js"
@@ -20,14 +20,14 @@ export const Tokens = {
   Storage: Symbol.for("@baton/core/Storage"),
   /** `Partial<EngineConfigShape>`. */
   Config: Symbol.for("@baton/core/Config"),
-  /** `Readonly<Record<string, Handler>>`: the handlers this process can execute. */
+  /** `Readonly<Record<string, AnyHandler>>`: the handlers this process can execute. */
   Handlers: Symbol.for("@baton/core/Handlers")
 } as const
 
 export interface EngineOptions {
   readonly storage: StorageAdapter
   /** Handlers by name. A run must name one of them (default `default`) unless `acceptAnyHandler`. */
-  readonly handlers?: Readonly<Record<string, Handler>>
+  readonly handlers?: Readonly<Record<string, AnyHandler>>
   /** Accept runs for handlers this process does not have (an API-only process). */
   readonly acceptAnyHandler?: boolean
   readonly config?: Partial<EngineConfigShape>
@@ -142,7 +142,11 @@ export class BatonEngine {
    */
   startWorker(options: Omit<Worker.WorkerOptions, "handlers"> = {}): Promise<Worker.WorkerHandle> {
     const worker = this.run(Worker.startWorker({ ...options, handlers: this.options.handlers ?? {} }))
-    void worker.then((w) => this.workers.add(w))
+    // The caller sees a rejection; this bookkeeping branch must not raise another.
+    worker.then(
+      (w) => this.workers.add(w),
+      () => {}
+    )
     return worker
   }
 
@@ -188,7 +192,7 @@ export const registerEngine = (
 export const engineFromContainer = (container: DependencyContainer): BatonEngine => {
   const storage = container.resolve<StorageAdapter>(Tokens.Storage)
   const handlers = container.isRegistered(Tokens.Handlers)
-    ? container.resolve<Readonly<Record<string, Handler>>>(Tokens.Handlers)
+    ? container.resolve<Readonly<Record<string, AnyHandler>>>(Tokens.Handlers)
     : {}
   const config = container.isRegistered(Tokens.Config)
     ? container.resolve<Partial<EngineConfigShape>>(Tokens.Config)

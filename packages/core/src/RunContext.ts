@@ -66,6 +66,7 @@ export interface RunContext<Input = JsonValue> {
    * retried with backoff up to `limits.max_step_attempts`; a `FatalError`
    * fails the run at once. The output must be JSON (or undefined).
    */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step or a handler may return nothing
   readonly step: <T extends JsonValue | undefined | void>(
     name: string,
     fn: (step: StepContext) => T | Promise<T>
@@ -81,6 +82,7 @@ export interface RunContext<Input = JsonValue> {
 }
 
 /** What a handler may return: JSON (the run's output), or nothing (output null). */
+// biome-ignore lint/suspicious/noConfusingVoidType: a step or a handler may return nothing
 export type HandlerResult = JsonValue | undefined | void
 
 /** A Promise-style handler, or an Effect-style one (the returned Effect is run by the worker). */
@@ -93,11 +95,19 @@ export class FatalError extends Error {
   override readonly name: string = "FatalError"
 }
 
-/** Registers handlers with their input types kept: `defineHandlers({ summarize })`. */
+/**
+ * Any handler, whatever input type it declares: what handler registries hold.
+ * (`never` input: a `Handler<MyInput>` is assignable to it; the worker calls it
+ * with the run's stored input, which the handler's own type describes.)
+ */
+export type AnyHandler = Handler<never>
+
+/** Types a handler's input: `defineHandler<{ q: string }>(async (run) => run.input.q)`. */
 export const defineHandler = <Input = JsonValue>(handler: Handler<Input>): Handler<Input> => handler
 
 /** The same API as Effects, for Effect-style handlers (`run.effect.step(...)`). */
 export interface EffectRunContext {
+  // biome-ignore lint/suspicious/noConfusingVoidType: a step or a handler may return nothing
   readonly step: <A extends JsonValue | undefined | void, E>(
     name: string,
     body: Effect.Effect<A, E> | ((step: StepContext) => Effect.Effect<A, E>)

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
 import { Clock, Effect, Fiber, Runtime, Schedule } from "effect"
 import * as Engine from "./Engine.js"
+import { HANDLER_NAME_PATTERN } from "./Engine.js"
 import type { EngineConfig } from "./EngineConfig.js"
 import { type ErrorDetail, type ValidationError, validationError } from "./Errors.js"
 import { Execution, type ExecutionSettings, type RetryPolicy } from "./internal/Execution.js"
@@ -16,11 +17,11 @@ import type { EventFeed } from "./ports/EventFeed.js"
 import type { KeyStore } from "./ports/KeyStore.js"
 import { RunStore } from "./ports/RunStore.js"
 import type { RunRecord } from "./Run.js"
-import type { Handler } from "./RunContext.js"
+import type { AnyHandler, Handler } from "./RunContext.js"
 import type { EventRow } from "./RunEvent.js"
 
 export interface WorkerOptions {
-  readonly handlers: Readonly<Record<string, Handler>>
+  readonly handlers: Readonly<Record<string, AnyHandler>>
   /** Names this worker in `run.started`; default `<host>-<pid>-<random>`. */
   readonly workerId?: string
   /** Runs executed at once (default 10). */
@@ -83,12 +84,20 @@ const checkOptions = (options: WorkerOptions): ReadonlyArray<ErrorDetail> => {
   if (typeof options.handlers !== "object" || options.handlers === null)
     problems.push({ path: "handlers", message: "is an object of handler functions" })
   else
-    for (const [name, fn] of Object.entries(options.handlers))
+    for (const [name, fn] of Object.entries(options.handlers)) {
       if (typeof fn !== "function") problems.push({ path: `handlers.${name}`, message: "is a function" })
+      if (!HANDLER_NAME_PATTERN.test(name))
+        problems.push({
+          path: `handlers.${name}`,
+          message: `is not a handler name (${HANDLER_NAME_PATTERN.source})`
+        })
+    }
   for (const key of NUMERIC_OPTIONS) {
     const v = options[key]
-    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v > 0 && v <= 2 ** 31 - 1))
-      problems.push({ path: key, message: "is a positive number of at most 2^31-1" })
+    // Bounds of a claim (Engine.ClaimOptions): a worker must never be unable to claim.
+    const max = key === "concurrency" ? 1000 : key === "leaseMs" ? 24 * 3600 * 1000 : 2 ** 31 - 1
+    if (v !== undefined && !(typeof v === "number" && Number.isFinite(v) && v >= 1 && v <= max))
+      problems.push({ path: key, message: `is a number from 1 to ${max}` })
   }
   for (const [key, v] of Object.entries(options.retry ?? {}))
     if (!(typeof v === "number" && Number.isFinite(v) && v >= 0))
@@ -136,18 +145,21 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     }
     const pollIntervalMs = options.pollIntervalMs ?? 100
     const sweepIntervalMs = options.sweepIntervalMs ?? 1000
-    const executions = new Map<string, Execution>()
+    // A set, not a map by run id: a run this worker lost (lease expired) and
+    // claimed again has two executions until the first one notices.
+    const executions = new Set<Execution>()
     let stopping = false
+    const unlaunched: RecordWithLease[] = []
     // Resolved when a slot frees up, so the claim loop does not wait a full poll.
     let wake: () => void = () => {}
 
     const launch = (run: RecordWithLease, log: ReadonlyArray<EventRow>) => {
-      const handler = handlers[run.handler]
+      const handler = handlers[run.handler] as Handler | undefined
       if (handler === undefined) return
       const execution = new Execution(run, replayOf(log), handler, runtime, settings)
-      executions.set(run.id, execution)
+      executions.add(execution)
       void execution.start().finally(() => {
-        executions.delete(run.id)
+        executions.delete(execution)
         wake()
       })
     }
@@ -156,9 +168,13 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
       const free = concurrency - executions.size
       if (free <= 0 || stopping) return 0
       const claimed = yield* Engine.claimRuns(workerId, { leaseMs, max: free, handlers: names })
-      for (const run of claimed) {
+      for (const [i, run] of claimed.entries()) {
+        if (stopping) {
+          // Claimed as the worker began to stop: handed back by stop(), not run.
+          unlaunched.push(...(claimed.slice(i) as ReadonlyArray<RecordWithLease>))
+          return claimed.length
+        }
         const log = yield* readLog(run.id)
-        if (stopping) return claimed.length
         launch(run as RecordWithLease, log)
       }
       return claimed.length
@@ -186,34 +202,40 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     )
     const loops = [Runtime.runFork(runtime)(claimLoop), Runtime.runFork(runtime)(sweepLoop)]
 
-    const stop = async (stopOptions: StopOptions = {}): Promise<void> => {
-      if (stopping) return
+    let stopped: Promise<void> | null = null
+    const stop = (stopOptions: StopOptions = {}): Promise<void> => {
+      // A second stop waits for the first one instead of returning early.
+      stopped ??= drainAndStop(stopOptions)
+      return stopped
+    }
+    const drainAndStop = async (stopOptions: StopOptions): Promise<void> => {
       stopping = true
       wake()
       await Promise.all(loops.map((f) => Runtime.runPromise(runtime)(Fiber.interrupt(f))))
       const graceMs = stopOptions.graceMs ?? 10_000
-      const inFlight = [...executions.values()]
+      const inFlight = [...executions]
       if (graceMs > 0 && inFlight.length > 0)
         await Promise.race([
           Promise.all(inFlight.map((e) => e.done)),
           new Promise((resolve) => setTimeout(resolve, graceMs))
         ])
-      const left = [...executions.values()].filter((e) => !e.finished)
+      const left = [...executions].filter((e) => !e.finished)
       for (const execution of left) execution.stop()
       if (stopOptions.releaseLeases !== false)
-        await Promise.all(
-          left.map((execution) =>
-            Runtime.runPromise(runtime)(
-              Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
-                // A lease that ends now: the next claim, anywhere, resumes the run.
-                store.renewLease(execution.runId, execution.leaseTokenOf(), 0, now)
-              ).pipe(Effect.catchAll(() => Effect.void))
-            )
-          )
-        )
+        await Promise.all([
+          ...left.map((e) => release(e.runId, e.leaseTokenOf())),
+          ...unlaunched.map((r) => release(r.id, r.lease_token))
+        ])
     }
+    /** Ends a lease now: the next claim, anywhere, resumes the run. */
+    const release = (runId: string, leaseToken: string) =>
+      Runtime.runPromise(runtime)(
+        Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
+          store.renewLease(runId, leaseToken, 0, now)
+        ).pipe(Effect.catchAll(() => Effect.void))
+      )
 
-    return { workerId, stop, active: () => [...executions.keys()], nudge: () => wake() }
+    return { workerId, stop, active: () => [...executions].map((e) => e.runId), nudge: () => wake() }
   })
 
 type RecordWithLease = RunRecord & { readonly lease_token: string }

@@ -6,12 +6,11 @@
  * promise that never settles, so no handler code can write afterwards.
  */
 import { AsyncLocalStorage } from "node:async_hooks"
-import { Cause, Clock, Effect, Exit, Option, type Runtime } from "effect"
+import { Cause, Clock, Effect, Exit, Option, Runtime } from "effect"
 import * as Engine from "../Engine.js"
 import type { EngineConfig } from "../EngineConfig.js"
-import type { RunNotFound } from "../Errors.js"
-import { type StorageError, TransitionRejected, validationError } from "../Errors.js"
-import { isJsonValue, type JsonObject, type JsonValue } from "../Json.js"
+import { type RunNotFound, type StorageError, TransitionRejected, validationError } from "../Errors.js"
+import { isJsonValue, type JsonObject } from "../Json.js"
 import { RunStore } from "../ports/RunStore.js"
 import type { RunRecord } from "../Run.js"
 import {
@@ -101,6 +100,8 @@ export class Execution {
   private readonly stepCounts = new Map<string, number>()
   /** Steps of this execution between their start and their end: progress may name only these. */
   private readonly openSteps = new Set<string>()
+  /** The handler returned: its own result ends the run, nothing of it is left to abort. */
+  private handlerReturned = false
   private waitIndex = 0
   private runProgressIndex = 0
   private runUsageIndex = 0
@@ -172,6 +173,7 @@ export class Execution {
       return
     }
     if (this.finished) return
+    this.handlerReturned = true
     const output = result === undefined ? null : result
     if (!isJsonValue(output)) {
       await this.write(
@@ -230,6 +232,18 @@ export class Execution {
     const recorded = this.replay.completed.get(stepId)
     if (recorded !== undefined) return structuredClone(recorded.output) as T
     let attempt = (this.replay.attempts.get(stepId) ?? 0) + 1
+    if (attempt > this.current.limits.max_step_attempts) {
+      // Every attempt died with its worker (a poison step): no attempt is left to try.
+      await this.write(
+        RunCommand.Fail({
+          leaseToken: this.leaseToken,
+          reasonCode: "STEP_RETRIES_EXHAUSTED",
+          message: `Step ${name} was interrupted on each of its ${attempt - 1} attempts.`
+        }),
+        "end"
+      )
+      return never()
+    }
     for (;;) {
       const started = await this.write(
         RunCommand.StartStep({ leaseToken: this.leaseToken, stepId, name, attempt }),
@@ -508,7 +522,7 @@ export class Execution {
   private armDeadline(): void {
     const deadline = this.current.deadline_at
     if (deadline === null) return
-    const inMs = Math.max(0, deadline - Date.now())
+    const inMs = Math.max(0, deadline - Runtime.runSync(this.runtime)(Clock.currentTimeMillis))
     // Past the deadline a Tick ends the run LIMIT_MAX_DURATION, whatever the handler is doing.
     this.deadlineTimer = setTimeout(
       () => this.detach(this.write(RunCommand.Tick(), "end")),
@@ -550,7 +564,8 @@ export class Execution {
       if (timer !== null) clearTimeout(timer)
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer)
     this.pending = []
-    if (!this.controller.signal.aborted)
+    // Work the handler left behind is aborted, unless the handler itself finished the run.
+    if (!this.handlerReturned && !this.controller.signal.aborted)
       this.controller.abort(new Error(`The execution is over (${outcome}).`))
     this.outcome(outcome)
   }
