@@ -15,6 +15,7 @@ import { keyCases } from "./cases/keys.js"
 import { listCases } from "./cases/list.js"
 import { tenancyCases } from "./cases/tenancy.js"
 import { timerCases } from "./cases/timers.js"
+import { workerCases } from "./cases/worker.js"
 import {
   type AdapterUnderTest,
   type Backdoor,
@@ -60,6 +61,7 @@ export const runAdapterConformance = (
     listCases(h)
     tenancyCases(h)
     keyCases(h)
+    workerCases(h, caps)
   })
 }
 export {
