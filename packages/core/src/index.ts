@@ -1,4 +1,5 @@
 export * from "./ApiKey.js"
+export * from "./Client.js"
 export * from "./Container.js"
 export * as Engine from "./Engine.js"
 export * from "./EngineConfig.js"

@@ -1,0 +1,106 @@
+/**
+ * RunsClient: what a client of Baton sees, the same over HTTP
+ * (`@baton/transport-http`'s createHttpClient) and in-process
+ * (`@baton/transport-in-process`). Failures reject with an ApiError carrying
+ * the HTTP status and reason code of SPEC §4, whichever transport is used.
+ */
+import type { ApiKey, Scope } from "./ApiKey.js"
+import type { ErrorDetail, ReasonCode } from "./Errors.js"
+import type { JsonValue } from "./Json.js"
+import type { LimitsInput } from "./Limits.js"
+import type { Run, RunStatus } from "./Run.js"
+import type { RunEvent, SignalAction } from "./RunEvent.js"
+
+export interface CreateRunBody {
+  readonly input: JsonValue
+  readonly metadata?: Readonly<Record<string, string | number | boolean>>
+  readonly handler?: string
+  readonly limits?: LimitsInput
+}
+
+/** A created or replayed run (`replayed` is true when the idempotency key had been used with the same body). */
+export interface CreatedRun {
+  readonly run: Run
+  readonly replayed: boolean
+}
+
+export interface ListRunsParams {
+  readonly status?: ReadonlyArray<RunStatus>
+  readonly handler?: string
+  readonly created_after?: string
+  readonly created_before?: string
+  readonly metadata?: Readonly<Record<string, string | number | boolean>>
+  readonly limit?: number
+  readonly cursor?: string
+}
+
+export interface RunList {
+  readonly data: ReadonlyArray<Run>
+  readonly has_more: boolean
+  readonly next_cursor: string | null
+}
+
+export interface EventList {
+  readonly data: ReadonlyArray<RunEvent>
+  readonly has_more: boolean
+  readonly next_after_seq: number
+}
+
+export interface SignalBody {
+  readonly action: SignalAction
+  readonly input?: JsonValue
+  readonly comment?: string
+}
+
+export interface CreateKeyBody {
+  readonly scopes: ReadonlyArray<Scope>
+  readonly name?: string
+  readonly customer_id?: string
+  readonly expires_at?: string
+}
+
+export interface CreatedKey extends ApiKey {
+  /** `key_id:secret`, shown once. */
+  readonly key: string
+}
+
+export interface StreamOptions {
+  /** Start after this seq (default 0: replay from seq 1). */
+  readonly afterSeq?: number
+  /** Ends the stream (and frees the server's subscription). */
+  readonly signal?: AbortSignal
+}
+
+export interface RunsClient {
+  /** Idempotent: the same key and body always answer with the same run. */
+  createRun(body: CreateRunBody, options: { readonly idempotencyKey: string }): Promise<CreatedRun>
+  getRun(runId: string): Promise<Run>
+  listRuns(params?: ListRunsParams): Promise<RunList>
+  readEvents(
+    runId: string,
+    params?: { readonly after_seq?: number; readonly limit?: number }
+  ): Promise<EventList>
+  /** Every event after `afterSeq`, then live ones; ends after the terminal event. Resumes by seq on its own. */
+  streamEvents(runId: string, options?: StreamOptions): AsyncIterable<RunEvent>
+  signalRun(runId: string, body: SignalBody): Promise<Run>
+  cancelRun(runId: string, body?: { readonly reason?: string }): Promise<Run>
+  createApiKey(body: CreateKeyBody): Promise<CreatedKey>
+  listApiKeys(): Promise<ReadonlyArray<ApiKey>>
+  revokeApiKey(keyId: string): Promise<void>
+}
+
+/** A refused call: the SPEC §4 envelope, as data, on every transport. */
+export class ApiError extends Error {
+  override readonly name = "ApiError"
+  constructor(
+    readonly status: number,
+    readonly reason_code: ReasonCode | (string & {}),
+    message: string,
+    readonly request_id: string | null = null,
+    readonly details: ReadonlyArray<ErrorDetail> | undefined = undefined,
+    /** Seconds, from `retry-after` (429, 503). */
+    readonly retry_after: number | null = null
+  ) {
+    super(message)
+  }
+}

@@ -1,0 +1,1 @@
+export { type BatonRoutesOptions, batonRoutes, healthRoutes } from "./Routes.js"
