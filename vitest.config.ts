@@ -23,7 +23,8 @@ export default defineConfig({
       project("core", "packages/core/test/**/*.test.ts"),
       project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),
       project("adapter-conformance", "packages/adapters/conformance/test/**/*.test.ts"),
-      project("examples", "examples/**/*.test.ts")
+      project("examples", "examples/**/*.test.ts"),
+      project("http", "tests/http/**/*.test.ts")
     ]
   }
 })
