@@ -91,8 +91,13 @@ export class BatonEngine {
   ): Promise<Engine.EventPage> {
     return this.run(Engine.readEvents(principal, runId, query))
   }
-  signalRun(runId: string, body: unknown, principal: Principal = LOCAL_PRINCIPAL): Promise<Run> {
-    return this.nudgeAfter(this.run(Engine.signalRun(principal, runId, body)))
+  signalRun(
+    runId: string,
+    body: unknown,
+    principal: Principal = LOCAL_PRINCIPAL,
+    options: { idempotencyKey?: string } = {}
+  ): Promise<Run> {
+    return this.nudgeAfter(this.run(Engine.signalRun(principal, runId, body, options)))
   }
 
   /** Wakes this process's workers once `work` succeeded: a run is claimable now. */

@@ -399,6 +399,7 @@ const toApiConflict = (e: TransitionRejected): RunConflict | Unprocessable | Tra
   switch (e.reason_code) {
     case "RUN_ALREADY_TERMINAL":
     case "RUN_NOT_AWAITING_INPUT":
+    case "IDEMPOTENCY_KEY_REUSED":
       return new RunConflict({ reason_code: e.reason_code, message: e.message })
     case "SIGNAL_INPUT_INVALID":
       return new Unprocessable({
@@ -415,7 +416,8 @@ const toApiConflict = (e: TransitionRejected): RunConflict | Unprocessable | Tra
 export const signalRun = (
   principal: Principal,
   runId: string,
-  body: unknown
+  body: unknown,
+  options: { readonly idempotencyKey?: string | undefined } = {}
 ): Effect.Effect<
   Run,
   ValidationError | RunNotFound | RunConflict | Unprocessable | AuthError | TransitionRejected | StorageError,
@@ -423,6 +425,17 @@ export const signalRun = (
 > =>
   Effect.gen(function* () {
     yield* requireScope(principal, "runs:signal")
+    const key = options.idempotencyKey
+    if (key !== undefined) {
+      const check = checkIdempotencyKey(key)
+      if (check._tag !== "Valid")
+        return yield* Effect.fail(
+          validationError(
+            [{ path: "idempotency-key", message: check._tag === "Invalid" ? check.message : "is empty" }],
+            "IDEMPOTENCY_KEY_INVALID"
+          )
+        )
+    }
     const request = yield* decodeInput(SignalRequest)(body)
     const run = yield* loadOwnRun(principal, runId)
     const schema = run.awaiting_input?.input_schema
@@ -437,7 +450,10 @@ export const signalRun = (
           })
         )
     }
-    const applied = yield* applyCommand(run.id, RunState.RunCommand.Signal(request), { initial: run }).pipe(
+    const command = RunState.RunCommand.Signal(
+      key === undefined ? request : { ...request, idempotencyKey: key }
+    )
+    const applied = yield* applyCommand(run.id, command, { initial: run }).pipe(
       Effect.mapError((e) => (e._tag === "TransitionRejected" ? toApiConflict(e) : e))
     )
     // The wait had timed out: the signal recorded that ending instead of answering it.

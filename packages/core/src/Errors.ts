@@ -108,7 +108,8 @@ export class TransitionRejected extends Schema.TaggedError<TransitionRejected>()
     "LEASE_LOST",
     "STEP_MISMATCH",
     "SIGNAL_INPUT_INVALID",
-    "VALIDATION_FAILED"
+    "VALIDATION_FAILED",
+    "IDEMPOTENCY_KEY_REUSED"
   ),
   message: Schema.String
 }) {}

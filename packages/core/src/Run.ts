@@ -60,7 +60,8 @@ export type AwaitingInputRecord = typeof AwaitingInputRecord.Type
 export const SignalRecord = Schema.Struct({
   action: SignalAction,
   input: optional(JsonValue),
-  comment: optional(Schema.String)
+  comment: optional(Schema.String),
+  idempotency_key: optional(Schema.String)
 })
 export type SignalRecord = typeof SignalRecord.Type
 

@@ -55,7 +55,9 @@ export const EventValues = {
   "run.signal_received": Schema.Struct({
     action: SignalAction,
     input: optional(JsonValue),
-    comment: optional(Schema.String)
+    comment: optional(Schema.String),
+    /** The client's idempotency key for this signal, when it sent one. */
+    idempotency_key: optional(Schema.String)
   }),
   "run.cancel_requested": Schema.Struct({ reason: optional(Schema.String) }),
   "run.requeued": Schema.Struct({ reason: RequeueReason, attempt: Schema.Int }),

@@ -75,7 +75,13 @@ export type RunCommand = Data.TaggedEnum<{
     /** Overrides `limits.input_timeout_ms`; null waits without a timeout. */
     readonly timeoutMs?: number | null
   }
-  Signal: { readonly action: SignalAction; readonly input?: JsonValue; readonly comment?: string }
+  Signal: {
+    readonly action: SignalAction
+    readonly input?: JsonValue
+    readonly comment?: string
+    /** A retried signal with this key is answered as the first one was, whatever happened since. */
+    readonly idempotencyKey?: string
+  }
   RequestCancel: { readonly reason?: string }
   /** The worker has stopped the handler after a cancel request. */
   Cancel: { readonly leaseToken: string }
@@ -540,9 +546,14 @@ const decide = (
         ...(cmd.input === undefined ? {} : { input: scope.json(cmd.input) }),
         ...(cmd.comment === undefined ? {} : { comment: scope.string(cmd.comment) })
       }
+      const { idempotency_key: lastKey, ...lastSignal } = run.last_signal ?? { action: "approve" }
+      if (cmd.idempotencyKey !== undefined && run.last_signal !== null && lastKey === cmd.idempotencyKey)
+        return sameJson(lastSignal, signal)
+          ? Either.right("no-change")
+          : reject("IDEMPOTENCY_KEY_REUSED", "This idempotency key was used with another signal.")
       if (run.status !== "awaiting_input") {
         // A retried signal that already answered the latest wait changes nothing.
-        if (run.last_signal !== null && sameJson(run.last_signal, signal)) return Either.right("no-change")
+        if (run.last_signal !== null && sameJson(lastSignal, signal)) return Either.right("no-change")
         if (isTerminal(run.status)) return reject("RUN_ALREADY_TERMINAL", `The run is already ${run.status}.`)
         return reject("RUN_NOT_AWAITING_INPUT", `The run is ${run.status}, not awaiting input.`)
       }
@@ -551,9 +562,11 @@ const decide = (
       if (waiting.expires_at !== null && now >= waiting.expires_at) return plan([limitEvent("input_timeout")])
       if (!waiting.actions.includes(cmd.action))
         return reject("SIGNAL_INPUT_INVALID", `This wait accepts ${waiting.actions.join(", ")}.`)
+      const received =
+        cmd.idempotencyKey === undefined ? signal : { ...signal, idempotency_key: cmd.idempotencyKey }
       return plan(
         [
-          ev("run.signal_received", signal, scope.redacted),
+          ev("run.signal_received", received, scope.redacted),
           ev("run.requeued", { reason: "signal", attempt: run.usage.attempts + 1 })
         ],
         { available_at: now }

@@ -460,6 +460,44 @@ describe("subscribe", () => {
 })
 
 describe("signalRun", () => {
+  it.effect("a signal retried with its idempotency key is answered as the first, even at the next wait", () =>
+    Effect.gen(function* () {
+      const run = yield* createOk(ACME, { input: 1 })
+      const leaseToken = yield* work(run, awaitInput({ actions: ["approve", "reject"] }))
+      const first = yield* Engine.signalRun(ACME, run.id, { action: "approve" }, { idempotencyKey: "sig-1" })
+      expect(first.status).toBe("queued")
+      // The run waits again; a retry of the first signal must not answer this new wait.
+      const claimed = yield* claimOne
+      yield* Engine.applyCommand(
+        run.id,
+        awaitInput({ actions: ["approve", "reject"] })(claimed.lease_token!),
+        {
+          leaseToken: claimed.lease_token
+        }
+      )
+      const retried = yield* Engine.signalRun(
+        ACME,
+        run.id,
+        { action: "approve" },
+        { idempotencyKey: "sig-1" }
+      )
+      expect(retried.status).toBe("awaiting_input")
+      const reused = yield* Effect.flip(
+        Engine.signalRun(ACME, run.id, { action: "reject" }, { idempotencyKey: "sig-1" })
+      )
+      expect(reused).toMatchObject({ _tag: "RunConflict", reason_code: "IDEMPOTENCY_KEY_REUSED" })
+      const bad = yield* Effect.flip(
+        Engine.signalRun(ACME, run.id, { action: "approve" }, { idempotencyKey: "" })
+      )
+      expect(bad).toMatchObject({ reason_code: "IDEMPOTENCY_KEY_INVALID" })
+      const events = yield* Engine.readEvents(ACME, run.id, { limit: 100 })
+      expect(events.data.filter((e) => e.type === "run.signal_received").map((e) => e.payload.value)).toEqual(
+        [{ action: "approve", idempotency_key: "sig-1" }]
+      )
+      expect(leaseToken).not.toBe(claimed.lease_token)
+    }).pipe(fresh())
+  )
+
   const schema = { type: "object", required: ["title"], properties: { title: { type: "string" } } }
 
   it.effect("validates input against the wait's input_schema and resumes the run", () =>

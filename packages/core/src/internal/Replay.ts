@@ -45,8 +45,11 @@ export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
         waits.push(null)
         break
       case "run.signal_received":
-        if (waits.length > 0 && waits[waits.length - 1] === null)
-          waits[waits.length - 1] = e.payload.value as EventValue<"run.signal_received">
+        if (waits.length > 0 && waits[waits.length - 1] === null) {
+          // The handler gets the decision, not the client's idempotency key.
+          const { idempotency_key: _key, ...decision } = e.payload.value as EventValue<"run.signal_received">
+          waits[waits.length - 1] = decision
+        }
         break
     }
   }

@@ -151,7 +151,11 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
 
   app.post("/runs/:id/signal", async (c) => {
     const body = await readJson(c)
-    return c.json(withRequestId(c, await engine.signalRun(c.req.param("id"), body, c.get("principal"))), 202)
+    const key = c.req.header("idempotency-key")
+    const run = await engine.signalRun(c.req.param("id"), body, c.get("principal"), {
+      ...(key === undefined ? {} : { idempotencyKey: key })
+    })
+    return c.json(withRequestId(c, run), 202)
   })
 
   app.post("/runs/:id/cancel", async (c) => {
