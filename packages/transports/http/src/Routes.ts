@@ -103,8 +103,16 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     "*",
     bodyLimit({
       maxSize: options.bodyLimitBytes ?? MIB,
-      onError: (c) =>
-        errorResponse(c as Context<ApiEnv>, 413, "BODY_TOO_LARGE", "The body is larger than the limit.")
+      onError: (c) => {
+        // The unread rest of the body is still on the socket: this connection cannot be reused.
+        c.header("connection", "close")
+        return errorResponse(
+          c as Context<ApiEnv>,
+          413,
+          "BODY_TOO_LARGE",
+          "The body is larger than the limit."
+        )
+      }
     })
   )
   app.use("*", authenticate(engine))

@@ -2,9 +2,10 @@
  * `GET /runs/{id}/events/stream` (SPEC §5). Ownership is checked before the
  * response starts (401/404 stay JSON). Events are framed as
  * `id: <seq>` / `event: run_event` / `data: <envelope>`; a `: ping` comment
- * keeps idle connections alive. A reader too slow to keep up past the buffer
- * limit is disconnected — it resumes with Last-Event-ID — so no connection
- * can grow server memory without bound. A client abort ends the engine
+ * keeps idle connections alive. The log is read only while the connection's
+ * queue is under its byte limit, so no connection grows server memory without
+ * bound; a reader that stays that far behind for `stallMs` is disconnected
+ * and resumes with Last-Event-ID. A client abort ends the engine
  * subscription at once.
  */
 
@@ -21,6 +22,8 @@ export interface SseOptions {
   readonly bufferLimitBytes?: number
   /** The `retry:` hint sent first (default 2000 ms). */
   readonly retryMs?: number
+  /** A reader whose buffer is full and that takes nothing for this long is disconnected (default 5000 ms). */
+  readonly stallMs?: number
 }
 
 const frame = (event: RunEvent): string =>
@@ -46,6 +49,7 @@ export const streamRunEvents = async (
   const heartbeatMs = options.heartbeatMs ?? 15_000
   const bufferLimit = options.bufferLimitBytes ?? 1024 * 1024
   const retryMs = options.retryMs ?? 2000
+  const stallMs = options.stallMs ?? 5000
 
   c.header("content-type", "text/event-stream; charset=utf-8")
   c.header("cache-control", "no-cache, no-transform")
@@ -57,6 +61,11 @@ export const streamRunEvents = async (
     const queue: string[] = []
     let queuedBytes = 0
     let finished = false
+    let stopReader: () => void = () => {}
+    // Resolves when the stream ends, so a reader parked on next() lets go at once.
+    const stopped = new Promise<"stopped">((resolve) => {
+      stopReader = () => resolve("stopped")
+    })
     let wakeWriter: (() => void) | null = null
     const wake = () => {
       const w = wakeWriter
@@ -67,27 +76,48 @@ export const streamRunEvents = async (
       if (finished) return
       finished = true
       wake()
+      stopReader()
       // Ends the engine subscription (feed listener, poll timer) at once.
-      void iterator.return?.()
+      iterator.return?.().catch(() => undefined)
     }
     const enqueue = (chunk: string) => {
       if (finished) return
       queue.push(chunk)
       queuedBytes += Buffer.byteLength(chunk)
-      // A reader that cannot keep up is let go; it resumes by Last-Event-ID.
-      if (queuedBytes > bufferLimit) {
-        queue.length = 0
-        end()
-      } else wake()
+      wake()
     }
     out.onAbort(end)
 
-    const heartbeat = setInterval(() => enqueue(": ping\n\n"), heartbeatMs)
+    // Pings only keep an idle line alive; a backed-up one needs none.
+    const heartbeat = setInterval(() => queue.length === 0 && enqueue(": ping\n\n"), heartbeatMs)
+    let lastWriteAt = Date.now()
+    let drained: (() => void) | null = null
+    /**
+     * Reading from the log waits while the queue is full, so memory stays
+     * bounded; a reader that drains nothing for `stallMs` meanwhile is let go
+     * (it resumes by Last-Event-ID).
+     */
+    const roomInQueue = async (): Promise<boolean> => {
+      while (queuedBytes >= bufferLimit && !finished) {
+        const waited = new Promise<void>((resolve) => {
+          drained = resolve
+        })
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([waited, stopped, new Promise((r) => (timer = setTimeout(r, stallMs)))])
+        clearTimeout(timer)
+        if (queuedBytes >= bufferLimit && Date.now() - lastWriteAt >= stallMs) {
+          queue.length = 0
+          end()
+        }
+      }
+      return !finished
+    }
     const reader = (async () => {
       try {
         for (;;) {
-          const next = await iterator.next()
-          if (next.done || finished) break
+          if (!(await roomInQueue())) break
+          const next = await Promise.race([iterator.next(), stopped])
+          if (next === "stopped" || next.done || finished) break
           enqueue(frame(next.value))
           if (isTerminalEventType(next.value.type)) break
         }
@@ -111,8 +141,13 @@ export const streamRunEvents = async (
         }
         const chunk = queue.shift()!
         if (chunk === "") break // the reader is done: everything before it was written
-        queuedBytes -= Buffer.byteLength(chunk)
         await out.write(chunk)
+        queuedBytes -= Buffer.byteLength(chunk)
+        lastWriteAt = Date.now()
+        // Set by the reader while it waits for room (TypeScript cannot see that write).
+        const d = drained as (() => void) | null
+        drained = null
+        d?.()
       }
     } catch {
       // The client went away mid-write.
