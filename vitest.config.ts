@@ -24,6 +24,9 @@ export default defineConfig({
       project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),
       project("adapter-conformance", "packages/adapters/conformance/test/**/*.test.ts"),
       project("examples", "examples/**/*.test.ts"),
+      project("transport-in-process", "packages/transports/in-process/test/**/*.test.ts"),
+      project("transport-http", "packages/transports/http/test/**/*.test.ts"),
+      project("server", "packages/server/test/**/*.test.ts"),
       project("http", "tests/http/**/*.test.ts")
     ]
   }

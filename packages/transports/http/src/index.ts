@@ -1,1 +1,3 @@
-export { type BatonRoutesOptions, batonRoutes, healthRoutes } from "./Routes.js"
+export { ConnectionError, createHttpClient, type HttpClientOptions } from "./Client.js"
+export { type BatonRoutesOptions, batonApp, batonRoutes, healthRoutes } from "./Routes.js"
+export type { SseOptions } from "./Sse.js"

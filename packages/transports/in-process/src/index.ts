@@ -1,0 +1,1 @@
+export { createInProcessClient } from "./InProcessClient.js"
