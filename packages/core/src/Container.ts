@@ -121,7 +121,8 @@ export class BatonEngine {
     const stream = await this.run(
       Engine.subscribe(options.principal ?? LOCAL_PRINCIPAL, runId, options.afterSeq ?? 0)
     )
-    return Stream.toAsyncIterableRuntime(stream, await this.runtime.runtime())
+    const events = Stream.toAsyncIterableRuntime(stream, await this.runtime.runtime())
+    return { [Symbol.asyncIterator]: () => closable(events[Symbol.asyncIterator]()) }
   }
   issueKey(body: unknown, principal: Principal = LOCAL_PRINCIPAL): Promise<Engine.IssuedKey> {
     return this.run(Engine.issueKey(principal, body))
@@ -203,4 +204,42 @@ export const engineFromContainer = (container: DependencyContainer): BatonEngine
     ? container.resolve<Partial<EngineConfigShape>>(Tokens.Config)
     : {}
   return createEngine({ storage, handlers, config })
+}
+
+const DONE = { done: true, value: undefined } as const
+
+/**
+ * An iterator whose `return()` also settles every pending `next()` (as done),
+ * and any later one: a consumer that stops while waiting for the next event
+ * is never left hanging.
+ */
+const closable = <A>(inner: AsyncIterator<A>): AsyncIterator<A> => {
+  let closed = false
+  const pending = new Set<(result: IteratorResult<A>) => void>()
+  return {
+    next: () =>
+      closed
+        ? Promise.resolve(DONE)
+        : new Promise<IteratorResult<A>>((resolve, reject) => {
+            pending.add(resolve)
+            inner.next().then(
+              (result) => {
+                pending.delete(resolve)
+                resolve(closed ? DONE : result)
+              },
+              (error: unknown) => {
+                pending.delete(resolve)
+                if (closed) resolve(DONE)
+                else reject(error)
+              }
+            )
+          }),
+    return: async () => {
+      closed = true
+      for (const resolve of pending) resolve(DONE)
+      pending.clear()
+      await inner.return?.()?.catch(() => undefined)
+      return DONE
+    }
+  }
 }

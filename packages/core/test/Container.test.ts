@@ -138,3 +138,20 @@ describe("createEngine", () => {
     expect(await engine.createRun({ input: 1, handler: "elsewhere" })).toMatchObject({ _tag: "Created" })
   })
 })
+
+describe("subscribe's async iterator", () => {
+  it("settles a pending next() when the consumer returns, and every next() after it", async () => {
+    const engine = createEngine({ storage: memoryStorage(), handlers: { default: () => null } })
+    const created = await engine.createRun({ input: 1 })
+    if (created._tag === "KeyReused") throw new Error("unexpected")
+    const iterator = (await engine.subscribe(created.run.id))[Symbol.asyncIterator]()
+    expect((await iterator.next()).value).toMatchObject({ seq: 1 })
+    // Nothing more will come: this next() waits…
+    const pending = iterator.next()
+    await iterator.return?.()
+    // …and is settled by return(), as is any later call.
+    expect(await pending).toEqual({ done: true, value: undefined })
+    expect(await iterator.next()).toEqual({ done: true, value: undefined })
+    await engine.dispose()
+  })
+})
