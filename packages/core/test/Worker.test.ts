@@ -112,4 +112,23 @@ describe("worker", () => {
     expect(run.error?.reason_code).toBe("STEP_RETRIES_EXHAUSTED")
     expect(calls).toBe(3)
   })
+
+  it("fails a run whose handler takes another path on replay: non-determinism, HANDLER_ERROR", async () => {
+    let firstPath = true
+    const engine = await start({
+      default: async (run) => {
+        // The first execution runs "a"; after the wait, a changed world makes it run "b" first.
+        await run.step(firstPath ? "a" : "b", () => 1)
+        await run.awaitInput({ prompt: "go?", actions: ["approve"] })
+        return "done"
+      }
+    })
+    const id = await createdId(engine, { input: null })
+    await until(engine, id, (s) => s === "awaiting_input")
+    firstPath = false
+    await engine.signalRun(id, { action: "approve" })
+    const run = await until(engine, id, (s) => s === "failed")
+    expect(run.error).toMatchObject({ reason_code: "HANDLER_ERROR" })
+    expect(run.error?.message).toContain("Non-determinism")
+  })
 })

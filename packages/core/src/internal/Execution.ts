@@ -98,6 +98,8 @@ export class Execution {
   private deadlineTimer: NodeJS.Timeout | null = null
   private graceTimer: NodeJS.Timeout | null = null
   private readonly stepCounts = new Map<string, number>()
+  /** Distinct steps this execution has called, in order (compared with the log's order). */
+  private stepsCalled = 0
   /** Steps of this execution between their start and their end: progress may name only these. */
   private readonly openSteps = new Set<string>()
   /** The handler returned: its own result ends the run, nothing of it is left to abort. */
@@ -229,6 +231,19 @@ export class Execution {
     const occurrence = this.stepCounts.get(name) ?? 0
     this.stepCounts.set(name, occurrence + 1)
     const stepId = `${name}:${occurrence}`
+    // Replay must retrace the logged path: a different step where the log has one is non-determinism.
+    const expected = this.replay.stepOrder[this.stepsCalled++]
+    if (expected !== undefined && expected !== stepId) {
+      await this.write(
+        RunCommand.Fail({
+          leaseToken: this.leaseToken,
+          reasonCode: "HANDLER_ERROR",
+          message: `Non-determinism: the handler called step ${stepId} where the run's log has step ${expected}.`
+        }),
+        "end"
+      )
+      return never()
+    }
     const recorded = this.replay.completed.get(stepId)
     if (recorded !== undefined) return structuredClone(recorded.output) as T
     let attempt = (this.replay.attempts.get(stepId) ?? 0) + 1

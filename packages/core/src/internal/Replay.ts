@@ -8,6 +8,8 @@ export interface Replay {
   readonly completed: ReadonlyMap<string, { readonly output: JsonValue | undefined }>
   /** The highest attempt started per step id. */
   readonly attempts: ReadonlyMap<string, number>
+  /** Step ids in the order their first attempt started: the path a replay must retrace. */
+  readonly stepOrder: ReadonlyArray<string>
   /** Each wait in order: the decision that answered it, or null while unanswered. */
   readonly waits: ReadonlyArray<InputDecision | null>
   /** Run-level (step_id null) progress reports and usage reports already written. */
@@ -18,6 +20,7 @@ export interface Replay {
 export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
   const completed = new Map<string, { output: JsonValue | undefined }>()
   const attempts = new Map<string, number>()
+  const stepOrder: string[] = []
   const waits: Array<InputDecision | null> = []
   let runProgress = 0
   let runUsage = 0
@@ -25,6 +28,7 @@ export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
     switch (e.type) {
       case "step.started": {
         const v = e.payload.value as EventValue<"step.started">
+        if (!attempts.has(v.step_id)) stepOrder.push(v.step_id)
         attempts.set(v.step_id, Math.max(attempts.get(v.step_id) ?? 0, v.attempt))
         break
       }
@@ -53,5 +57,5 @@ export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
         break
     }
   }
-  return { completed, attempts, waits, runProgress, runUsage }
+  return { completed, attempts, stepOrder, waits, runProgress, runUsage }
 }
