@@ -2,7 +2,7 @@
  * SPEC §6 and the 401/403/404 rows of §4 over a real server: who may call,
  * with which scopes, and that customers never see each other's runs.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   createRun,
   eventually,
@@ -13,15 +13,9 @@ import {
   newIdempotencyKey,
   request
 } from "./support/Client.js"
-import { type Harness, randomKeyString, startHarness } from "./support/Harness.js"
+import { randomKeyString, useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const MISSING_RUN = "run_01ARZ3NDEKTSV4RRFFQ69G5FAV"
 

@@ -3,17 +3,11 @@
  * and keep the connection, or say `Connection: close`; it must not answer
  * `keep-alive` and drop the connection under the client's next request.
  */
-import { afterAll, beforeAll, expect, it } from "vitest"
+import { expect, it } from "vitest"
 import { expectError, newIdempotencyKey, request } from "./support/Client.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const postRaw = (raw: string) =>
   request(h, "POST", "/v1/runs", {

@@ -3,17 +3,11 @@
  * A refused body is never read; what that does to the connection is checked
  * in body-limit-connection.test.ts, so here the 413 comes last.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { expectError, newIdempotencyKey, request } from "./support/Client.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { type Harness, useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const MIB = 1024 * 1024
 

@@ -2,7 +2,7 @@
  * SPEC §4 `GET /runs`: filters, limit, and cursor pagination that is stable
  * under inserts. Every test lists the runs of a fresh customer.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   createRun,
   eventually,
@@ -12,15 +12,9 @@ import {
   request,
   waitForStatus
 } from "./support/Client.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const list = async (key: string, query = ""): Promise<Json> => {
   const res = await request(h, "GET", `/v1/runs${query}`, { key })

@@ -2,7 +2,7 @@
  * SPEC §4 `POST /runs` (idempotency, validation, media types, body size),
  * `GET /runs/{id}` and `GET /runs/{id}/events` over a real server.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   allEvents,
   createRun,
@@ -14,15 +14,9 @@ import {
   request,
   waitForStatus
 } from "./support/Client.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const RUN_ID = /^run_[0-9A-HJKMNP-TV-Z]{26}$/
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/

@@ -3,7 +3,7 @@
  * a real worker executes: waiting, queued, running and finished.
  */
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   allEvents,
   createRun,
@@ -14,15 +14,9 @@ import {
   waitForStatus
 } from "./support/Client.js"
 import { ANSWER_SCHEMA } from "./support/Handlers.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const signal = (runId: string, json: unknown, headers: Record<string, string> = {}) =>
   request(h, "POST", `/v1/runs/${runId}/signal`, { key: h.operatorKey, json, headers })

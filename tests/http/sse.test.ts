@@ -4,7 +4,7 @@
  * terminal event, heartbeats, JSON errors before the stream, and client aborts.
  */
 import { randomUUID } from "node:crypto"
-import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import {
   allEvents,
   createRun,
@@ -20,15 +20,9 @@ import {
   waitForRun,
   waitForStatus
 } from "./support/Client.js"
-import { type Harness, startHarness } from "./support/Harness.js"
+import { useHarness } from "./support/Harness.js"
 
-let h: Harness
-beforeAll(async () => {
-  h = await startHarness()
-})
-afterAll(async () => {
-  await h?.close()
-})
+const h = useHarness()
 
 const seqs = (events: ReadonlyArray<SseEvent>) => events.map((e) => e.data.seq as number)
 

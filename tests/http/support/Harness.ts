@@ -13,6 +13,7 @@ import { type BatonRoutesOptions, batonApp, batonRoutes, healthRoutes } from "@b
 import { serve } from "@hono/node-server"
 import { Effect } from "effect"
 import { Hono } from "hono"
+import { afterAll, beforeAll } from "vitest"
 import { ACCEPTED_HANDLERS, Gates, makeHandlers } from "./Handlers.js"
 
 export interface HarnessOptions {
@@ -131,5 +132,40 @@ export const startHarness = async (options: HarnessOptions = {}): Promise<Harnes
     operatorKey,
     openFeedSubscriptions: counted.open,
     close
+  }
+}
+
+/**
+ * Starts one harness for the calling test file (`beforeAll`) and closes it afterwards
+ * (`afterAll`). Returns a view of it whose members read the harness started for the file,
+ * so it can be declared at the top level and used as a `Harness` by the tests.
+ */
+export const useHarness = (options?: HarnessOptions): Harness => {
+  let current: Harness | undefined
+  beforeAll(async () => {
+    current = await startHarness(options)
+  })
+  afterAll(async () => {
+    await current?.close()
+  })
+  const started = (): Harness => {
+    if (current === undefined) throw new Error("useHarness: the harness is used before beforeAll started it")
+    return current
+  }
+  return {
+    get baseUrl() {
+      return started().baseUrl
+    },
+    get engine() {
+      return started().engine
+    },
+    get gates() {
+      return started().gates
+    },
+    get operatorKey() {
+      return started().operatorKey
+    },
+    openFeedSubscriptions: () => started().openFeedSubscriptions(),
+    close: () => started().close()
   }
 }

@@ -15,13 +15,13 @@ import {
   ofStep,
   ofType,
   payloadOf,
-  Scene,
   typesOf,
   untilAborted,
   waitFor,
   waitForPrompt,
   waitForStatus,
-  waitForTerminal
+  waitForTerminal,
+  withScene
 } from "./workerSupport.js"
 
 /** A handler as a worker takes it. */
@@ -40,29 +40,26 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
     // -----------------------------------------------------------------------
     // a) crash and resume
     describe("crash recovery", () => {
-      it("a worker killed mid-step: another worker finishes the run after lease expiry, finished steps run once", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        const calls = { a: 0, b: 0, c: 0 }
-        const fn: H = async (run) => {
-          const a = await run.step("a", () => {
-            calls.a++
-            return "A"
-          })
-          const b = await run.step("b", async () => {
-            calls.b++
-            if (calls.b === 1) await gate.promise
-            return "B"
-          })
-          const c = await run.step("c", () => {
-            calls.c++
-            return "C"
-          })
-          return { a, b, c }
-        }
-        try {
+      it("a worker killed mid-step: another worker finishes the run after lease expiry, finished steps run once", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          const calls = { a: 0, b: 0, c: 0 }
+          const fn: H = async (run) => {
+            const a = await run.step("a", () => {
+              calls.a++
+              return "A"
+            })
+            const b = await run.step("b", async () => {
+              calls.b++
+              if (calls.b === 1) await gate.promise
+              return "B"
+            })
+            const c = await run.step("c", () => {
+              calls.c++
+              return "C"
+            })
+            return { a, b, c }
+          }
           const first = await scene.start({ workerId: "crash-a", handlers: { [handler]: fn }, leaseMs: 600 })
           const run = await createRun(h(), principal, handler)
           await waitFor(
@@ -106,29 +103,23 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           const requeue = events.findIndex((e) => e.type === "run.requeued")
           expect(payloadOf(events[requeue - 1]!)).toMatchObject({ step_id: "b:0", attempt: 1 })
           expect(payloadOf(events[requeue + 1]!)).toEqual({ attempt: 2, worker_id: "crash-b" })
-        } finally {
-          await scene.cleanup()
-        }
-      })
-      it("stop() lets an in-flight run finish within graceMs, still holding its lease meanwhile", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let entered = 0
-        let aborted = false
-        const fn: H = async (run) => {
-          const held = await run.step("held", async (step) => {
-            entered++
-            step.signal.addEventListener("abort", () => {
-              aborted = true
+        }))
+      it("stop() lets an in-flight run finish within graceMs, still holding its lease meanwhile", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let entered = 0
+          let aborted = false
+          const fn: H = async (run) => {
+            const held = await run.step("held", async (step) => {
+              entered++
+              step.signal.addEventListener("abort", () => {
+                aborted = true
+              })
+              await gate.promise
+              return "finished"
             })
-            await gate.promise
-            return "finished"
-          })
-          return run.step("then", () => `${held} and more`)
-        }
-        try {
+            return run.step("then", () => `${held} and more`)
+          }
           const worker = await scene.start({ workerId: "grace", handlers: { [handler]: fn }, leaseMs: 600 })
           const run = await createRun(h(), principal, handler)
           await waitFor(
@@ -156,34 +147,28 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expectGapless(events)
           expect(ofType(events, "run.started")).toEqual([{ attempt: 1, worker_id: "grace" }])
           expect(ofType(events, "run.requeued")).toEqual([])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("a graceful stop lets go of an in-flight run at once: another worker resumes it without waiting for the lease", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        const calls = { before: 0, held: 0 }
-        let aborted = false
-        const fn: H = async (run) => {
-          await run.step("before", () => {
-            calls.before++
-          })
-          return run.step("held", async (step) => {
-            calls.held++
-            if (calls.held === 1) {
-              step.signal.addEventListener("abort", () => {
-                aborted = true
-              })
-              await gate.promise
-            }
-            return "resumed"
-          })
-        }
-        try {
+      it("a graceful stop lets go of an in-flight run at once: another worker resumes it without waiting for the lease", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          const calls = { before: 0, held: 0 }
+          let aborted = false
+          const fn: H = async (run) => {
+            await run.step("before", () => {
+              calls.before++
+            })
+            return run.step("held", async (step) => {
+              calls.held++
+              if (calls.held === 1) {
+                step.signal.addEventListener("abort", () => {
+                  aborted = true
+                })
+                await gate.promise
+              }
+              return "resumed"
+            })
+          }
           // A lease far longer than the case may wait: only a release lets B in.
           const first = await scene.start({
             workerId: "drain-a",
@@ -209,25 +194,19 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expectGapless(events)
           expect(ofType(events, "run.started").map((v) => v.worker_id)).toEqual(["drain-a", "drain-b"])
           expect(ofType(events, "run.requeued")).toEqual([{ reason: "lease_expired", attempt: 2 }])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("a step whose every attempt dies with its worker fails the run STEP_RETRIES_EXHAUSTED (a poison step)", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let calls = 0
-        const fn: H = async (run) => {
-          await run.step("poison", async () => {
-            calls++
-            await gate.promise
-          })
-          return "unreachable"
-        }
-        try {
+      it("a step whose every attempt dies with its worker fails the run STEP_RETRIES_EXHAUSTED (a poison step)", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let calls = 0
+          const fn: H = async (run) => {
+            await run.step("poison", async () => {
+              calls++
+              await gate.promise
+            })
+            return "unreachable"
+          }
           const run = await createRun(h(), principal, handler, { limits: { max_step_attempts: 2 } })
           for (let i = 1; i <= 2; i++) {
             const worker = await scene.start({
@@ -258,27 +237,21 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             "poison-3"
           ])
           expect(events.at(-1)!.type).toBe("run.worker.failed")
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // b) retries and failures
     describe("retries and failures", () => {
-      it("retries a throwing step with backoff until it succeeds: retry_step, retry_step, succeeded", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let calls = 0
-        const fn: H = (run) =>
-          run.step("flaky", () => {
-            calls++
-            if (calls < 3) throw new Error(`boom ${calls}`)
-            return "ok"
-          })
-        try {
+      it("retries a throwing step with backoff until it succeeds: retry_step, retry_step, succeeded", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let calls = 0
+          const fn: H = (run) =>
+            run.step("flaky", () => {
+              calls++
+              if (calls < 3) throw new Error(`boom ${calls}`)
+              return "ok"
+            })
           await scene.start({
             handlers: { [handler]: fn },
             retry: { initialDelayMs: 5, factor: 2, maxDelayMs: 1_000, jitter: 0 }
@@ -304,28 +277,20 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           // Short backoffs are slept in place: the run never left the worker.
           expect(ofType(events, "run.requeued")).toEqual([])
           expect(done.usage.steps).toBe(1)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("fails the run STEP_RETRIES_EXHAUSTED once max_step_attempts is used up", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let calls = 0
-        let after = 0
-        const fn: H = async (run) => {
-          await run.step("always", () => {
-            calls++
-            throw new Error("still broken")
-          })
-          after++
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler, { limits: { max_step_attempts: 2 } })
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("fails the run STEP_RETRIES_EXHAUSTED once max_step_attempts is used up", () =>
+        withScene(h, async ({ scene, runToEnd }) => {
+          let calls = 0
+          let after = 0
+          const fn: H = async (run) => {
+            await run.step("always", () => {
+              calls++
+              throw new Error("still broken")
+            })
+            after++
+          }
+          const { run, done } = await runToEnd(fn, { limits: { max_step_attempts: 2 } })
           expect(done.status).toBe("failed")
           expect(done.error?.reason_code).toBe("STEP_RETRIES_EXHAUSTED")
           expect(done.error?.message).toContain("still broken")
@@ -341,28 +306,20 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           ])
           expect(events.at(-1)!.type).toBe("run.worker.failed")
           expect(payloadOf(events.at(-1)!).reason_code).toBe("STEP_RETRIES_EXHAUSTED")
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("fails the run STEP_FAILED on the first attempt when a step throws a FatalError", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let calls = 0
-        let after = 0
-        const fn: H = async (run) => {
-          await run.step("validate", () => {
-            calls++
-            throw new FatalError("the input is unusable")
-          })
-          after++
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler)
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("fails the run STEP_FAILED on the first attempt when a step throws a FatalError", () =>
+        withScene(h, async ({ scene, runToEnd }) => {
+          let calls = 0
+          let after = 0
+          const fn: H = async (run) => {
+            await run.step("validate", () => {
+              calls++
+              throw new FatalError("the input is unusable")
+            })
+            after++
+          }
+          const { run, done } = await runToEnd(fn)
           expect(done.status).toBe("failed")
           expect(done.error).toEqual({ reason_code: "STEP_FAILED", message: "the input is unusable" })
           await scene.stopWorkers()
@@ -382,23 +339,15 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             outcome: "fail_run",
             error: { message: "the input is unusable" }
           })
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("fails the run HANDLER_ERROR when the handler throws outside a step", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const fn: H = async (run) => {
-          await run.step("fine", () => 1)
-          throw new Error("broken between steps")
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler)
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("fails the run HANDLER_ERROR when the handler throws outside a step", () =>
+        withScene(h, async ({ runToEnd }) => {
+          const fn: H = async (run) => {
+            await run.step("fine", () => 1)
+            throw new Error("broken between steps")
+          }
+          const { run, done } = await runToEnd(fn)
           expect(done.status).toBe("failed")
           expect(done.error?.reason_code).toBe("HANDLER_ERROR")
           expect(done.error?.message).toContain("broken between steps")
@@ -412,33 +361,27 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             "run.worker.failed"
           ])
           expect(ofStep(events, "step.done", "fine:0").map((v) => v.outcome)).toEqual(["succeeded"])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("releases a run for a long backoff (run.requeued retry, queued), then resumes it without re-running finished steps", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const calls = { first: 0, flaky: 0, last: 0 }
-        const fn: H = async (run) => {
-          const first = await run.step("first", () => {
-            calls.first++
-            return 1
-          })
-          const flaky = await run.step("flaky", () => {
-            calls.flaky++
-            if (calls.flaky === 1) throw new Error("try later")
-            return 2
-          })
-          const last = await run.step("last", () => {
-            calls.last++
-            return 3
-          })
-          return [first, flaky, last]
-        }
-        try {
+      it("releases a run for a long backoff (run.requeued retry, queued), then resumes it without re-running finished steps", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const calls = { first: 0, flaky: 0, last: 0 }
+          const fn: H = async (run) => {
+            const first = await run.step("first", () => {
+              calls.first++
+              return 1
+            })
+            const flaky = await run.step("flaky", () => {
+              calls.flaky++
+              if (calls.flaky === 1) throw new Error("try later")
+              return 2
+            })
+            const last = await run.step("last", () => {
+              calls.last++
+              return 3
+            })
+            return [first, flaky, last]
+          }
           await scene.start({
             handlers: { [handler]: fn },
             retry: { initialDelayMs: 400, maxDelayMs: 400, jitter: 0, releaseAboveMs: 50 }
@@ -478,41 +421,35 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             "succeeded"
           ])
           expect(events.at(-1)!.type).toBe("run.worker.succeeded")
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // c) waiting for input
     describe("waits for input", () => {
-      it("resumes two sequential waits once each; the steps around them run once", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const calls = { before: 0, middle: 0, after: 0 }
-        const seen: unknown[] = []
-        const fn: H = async (run) => {
-          await run.step("before", () => {
-            calls.before++
-          })
-          const first = await run.awaitInput({ prompt: "first?", actions: ["approve", "reject"] })
-          await run.step("middle", () => {
-            calls.middle++
-            seen.push({ ...first })
-          })
-          const second = await run.awaitInput({
-            prompt: "second?",
-            actions: ["approve", "reject", "submit_input"]
-          })
-          await run.step("after", () => {
-            calls.after++
-            seen.push({ ...second })
-          })
-          return { first: first.action, second: second.action, input: second.input ?? null }
-        }
-        try {
+      it("resumes two sequential waits once each; the steps around them run once", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const calls = { before: 0, middle: 0, after: 0 }
+          const seen: unknown[] = []
+          const fn: H = async (run) => {
+            await run.step("before", () => {
+              calls.before++
+            })
+            const first = await run.awaitInput({ prompt: "first?", actions: ["approve", "reject"] })
+            await run.step("middle", () => {
+              calls.middle++
+              seen.push({ ...first })
+            })
+            const second = await run.awaitInput({
+              prompt: "second?",
+              actions: ["approve", "reject", "submit_input"]
+            })
+            await run.step("after", () => {
+              calls.after++
+              seen.push({ ...second })
+            })
+            return { first: first.action, second: second.action, input: second.input ?? null }
+          }
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           await waitForPrompt(h(), principal, run.id, "first?")
@@ -545,34 +482,28 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             expect(ofStep(events, "step.done", id)).toHaveLength(1)
           }
           expect(events.at(-1)!.type).toBe("run.worker.succeeded")
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("resumes a wait inside a loop once per iteration, in order", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let work = 0
-        const recorded: JsonValue[] = []
-        const fn: H = async (run) => {
-          const inputs: JsonValue[] = []
-          for (let i = 0; i < 3; i++) {
-            await run.step("work", () => {
-              work++
-              return i
-            })
-            const decision = await run.awaitInput({ prompt: `iteration ${i}`, actions: ["submit_input"] })
-            const input = decision.input ?? null
-            await run.step("record", () => {
-              recorded.push(input)
-            })
-            inputs.push(input)
+      it("resumes a wait inside a loop once per iteration, in order", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let work = 0
+          const recorded: JsonValue[] = []
+          const fn: H = async (run) => {
+            const inputs: JsonValue[] = []
+            for (let i = 0; i < 3; i++) {
+              await run.step("work", () => {
+                work++
+                return i
+              })
+              const decision = await run.awaitInput({ prompt: `iteration ${i}`, actions: ["submit_input"] })
+              const input = decision.input ?? null
+              await run.step("record", () => {
+                recorded.push(input)
+              })
+              inputs.push(input)
+            }
+            return inputs
           }
-          return inputs
-        }
-        try {
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           for (let i = 0; i < 3; i++) {
@@ -599,24 +530,18 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             expect(ofStep(events, "step.done", id).map((v) => v.outcome)).toEqual(["succeeded"])
           }
           expect(ofStep(events, "step.done", "work:2")[0]!.output).toBe(2)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("refuses a signal to a run that is not waiting: RUN_NOT_AWAITING_INPUT (queued, running), RUN_ALREADY_TERMINAL", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let entered = 0
-        const fn: H = (run) =>
-          run.step("hold", async () => {
-            entered++
-            await gate.promise
-            return "held"
-          })
-        try {
+      it("refuses a signal to a run that is not waiting: RUN_NOT_AWAITING_INPUT (queued, running), RUN_ALREADY_TERMINAL", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let entered = 0
+          const fn: H = (run) =>
+            run.step("hold", async () => {
+              entered++
+              await gate.promise
+              return "held"
+            })
           const run = await createRun(h(), principal, handler)
           const signal = () => Engine.signalRun(principal, run.id, { action: "approve" })
           expect(await outcomeOf(h(), signal())).toBe("RUN_NOT_AWAITING_INPUT")
@@ -635,10 +560,7 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           const events = await readAll(h(), run.id)
           expectGapless(events)
           expect(ofType(events, "run.signal_received")).toEqual([])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
       it.skipIf(!caps.concurrentWriters)(
         withReason(
@@ -646,17 +568,14 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           "lets exactly one of two racing, different signals answer a wait",
           "concurrent writers"
         ),
-        async () => {
-          const principal = newPrincipal()
-          const handler = newHandler()
-          const scene = new Scene(h())
-          const gate = scene.gate()
-          const fn: H = async (run) => {
-            const decision = await run.awaitInput({ prompt: "which?", actions: ["approve", "reject"] })
-            await run.step("hold", () => gate.promise)
-            return decision.action
-          }
-          try {
+        () =>
+          withScene(h, async ({ principal, handler, scene }) => {
+            const gate = scene.gate()
+            const fn: H = async (run) => {
+              const decision = await run.awaitInput({ prompt: "which?", actions: ["approve", "reject"] })
+              await run.step("hold", () => gate.promise)
+              return decision.action
+            }
             await scene.start({ handlers: { [handler]: fn } })
             const run = await createRun(h(), principal, handler)
             await waitForPrompt(h(), principal, run.id, "which?")
@@ -674,31 +593,25 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             expectGapless(events)
             expect(ofType(events, "run.signal_received").map((v) => v.action)).toEqual([winner])
             expect(ofType(events, "run.requeued")).toHaveLength(1)
-          } finally {
-            await scene.cleanup()
-          }
-        }
+          })
       )
 
-      it("validates submit_input against the wait's input_schema: SIGNAL_INPUT_INVALID, then a valid input resumes", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const schema = {
-          type: "object",
-          required: ["count"],
-          properties: { count: { type: "integer", minimum: 1 } },
-          additionalProperties: false
-        }
-        const fn: H = async (run) => {
-          const decision = await run.awaitInput({
-            prompt: "how many?",
-            actions: ["submit_input", "reject"],
-            input_schema: schema
-          })
-          return decision.input ?? null
-        }
-        try {
+      it("validates submit_input against the wait's input_schema: SIGNAL_INPUT_INVALID, then a valid input resumes", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const schema = {
+            type: "object",
+            required: ["count"],
+            properties: { count: { type: "integer", minimum: 1 } },
+            additionalProperties: false
+          }
+          const fn: H = async (run) => {
+            const decision = await run.awaitInput({
+              prompt: "how many?",
+              actions: ["submit_input", "reject"],
+              input_schema: schema
+            })
+            return decision.input ?? null
+          }
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           const waiting = await waitForPrompt(h(), principal, run.id, "how many?")
@@ -719,23 +632,17 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expect(ofType(events, "run.signal_received")).toEqual([
             { action: "submit_input", input: { count: 3 } }
           ])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("ends a wait that gets no signal in time LIMIT_INPUT_TIMEOUT (the worker's sweep fires it)", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let after = 0
-        const fn: H = async (run) => {
-          await run.awaitInput({ prompt: "quick?", actions: ["approve"], timeout_ms: 200 })
-          await run.step("after", () => {
-            after++
-          })
-        }
-        try {
+      it("ends a wait that gets no signal in time LIMIT_INPUT_TIMEOUT (the worker's sweep fires it)", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let after = 0
+          const fn: H = async (run) => {
+            await run.awaitInput({ prompt: "quick?", actions: ["approve"], timeout_ms: 200 })
+            await run.step("after", () => {
+              after++
+            })
+          }
           await scene.start({ handlers: { [handler]: fn }, sweepIntervalMs: 50 })
           const run = await createRun(h(), principal, handler)
           const waiting = await waitForPrompt(h(), principal, run.id, "quick?")
@@ -759,10 +666,7 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           })
           // The timeout fired no earlier than the wait's expiry.
           expect(events[3]!.timestamp - events[2]!.timestamp).toBeGreaterThanOrEqual(200)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
@@ -779,18 +683,15 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
         expect(payloadOf(events[1]!)).toEqual({ reason: "changed my mind" })
       })
 
-      it("cancels a run awaiting input at once; it never resumes", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let after = 0
-        const fn: H = async (run) => {
-          await run.awaitInput({ prompt: "go?", actions: ["approve"] })
-          await run.step("after", () => {
-            after++
-          })
-        }
-        try {
+      it("cancels a run awaiting input at once; it never resumes", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let after = 0
+          const fn: H = async (run) => {
+            await run.awaitInput({ prompt: "go?", actions: ["approve"] })
+            await run.step("after", () => {
+              after++
+            })
+          }
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           await waitForPrompt(h(), principal, run.id, "go?")
@@ -810,32 +711,26 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             "run.cancelled"
           ])
           expect(payloadOf(events[3]!)).toEqual({ reason: "no longer needed" })
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("cancels a running run whose handler honours run.signal: cancel_requested, then cancelled quickly", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let entered = 0
-        let runSignalAborted = false
-        let after = 0
-        const fn: H = async (run) => {
-          await run.step("listen", async (step) => {
-            entered++
-            try {
-              await untilAborted(step.signal)
-            } finally {
-              runSignalAborted = run.signal.aborted
-            }
-          })
-          await run.step("after", () => {
-            after++
-          })
-        }
-        try {
+      it("cancels a running run whose handler honours run.signal: cancel_requested, then cancelled quickly", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let entered = 0
+          let runSignalAborted = false
+          let after = 0
+          const fn: H = async (run) => {
+            await run.step("listen", async (step) => {
+              entered++
+              try {
+                await untilAborted(step.signal)
+              } finally {
+                runSignalAborted = run.signal.aborted
+              }
+            })
+            await run.step("after", () => {
+              after++
+            })
+          }
           // A grace far beyond the wait below: only honouring the signal ends the run in time.
           await scene.start({ handlers: { [handler]: fn }, cancelGraceMs: 20_000 })
           const run = await createRun(h(), principal, handler)
@@ -862,28 +757,22 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expect(ofStep(events, "step.started", "after:0")).toEqual([])
           const types = typesOf(events)
           expect(types.indexOf("run.cancel_requested")).toBeLessThan(types.indexOf("run.cancelled"))
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("cancels a running run whose handler ignores run.signal once cancelGraceMs has passed", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let entered = 0
-        let aborted = false
-        const fn: H = async (run) => {
-          await run.step("deaf", async () => {
-            entered++
-            run.signal.addEventListener("abort", () => {
-              aborted = true
+      it("cancels a running run whose handler ignores run.signal once cancelGraceMs has passed", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let entered = 0
+          let aborted = false
+          const fn: H = async (run) => {
+            await run.step("deaf", async () => {
+              entered++
+              run.signal.addEventListener("abort", () => {
+                aborted = true
+              })
+              await gate.promise
             })
-            await gate.promise
-          })
-        }
-        try {
+          }
           await scene.start({ handlers: { [handler]: fn }, cancelGraceMs: 150 })
           const run = await createRun(h(), principal, handler)
           await waitFor(
@@ -910,30 +799,22 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           // The run ended no earlier than the grace after the request.
           const requestedAt = events[types.indexOf("run.cancel_requested")]!.timestamp
           expect(events.at(-1)!.timestamp - requestedAt).toBeGreaterThanOrEqual(150)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // e) limits
     describe("limits", () => {
-      it("ends the run LIMIT_MAX_STEPS when it starts one step more than max_steps", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let calls = 0
-        const fn: H = async (run) => {
-          for (let i = 0; i < 3; i++)
-            await run.step("each", () => {
-              calls++
-            })
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler, { limits: { max_steps: 2 } })
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("ends the run LIMIT_MAX_STEPS when it starts one step more than max_steps", () =>
+        withScene(h, async ({ scene, runToEnd }) => {
+          let calls = 0
+          const fn: H = async (run) => {
+            for (let i = 0; i < 3; i++)
+              await run.step("each", () => {
+                calls++
+              })
+          }
+          const { run, done } = await runToEnd(fn, { limits: { max_steps: 2 } })
           expect(done.status).toBe("limit_exceeded")
           expect(done.error?.reason_code).toBe("LIMIT_MAX_STEPS")
           await scene.stopWorkers()
@@ -943,27 +824,21 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expectGapless(events)
           expect(ofType(events, "step.started").map((v) => v.step_id)).toEqual(["each:0", "each:1"])
           expect(payloadOf(events.at(-1)!)).toEqual({ limit: "max_steps", reason_code: "LIMIT_MAX_STEPS" })
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("ends the run LIMIT_MAX_DURATION while a step outlasts max_duration_ms, and aborts the step", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let entered = 0
-        let aborted = false
-        const fn: H = (run) =>
-          run.step("slow", async (step) => {
-            entered++
-            step.signal.addEventListener("abort", () => {
-              aborted = true
+      it("ends the run LIMIT_MAX_DURATION while a step outlasts max_duration_ms, and aborts the step", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let entered = 0
+          let aborted = false
+          const fn: H = (run) =>
+            run.step("slow", async (step) => {
+              entered++
+              step.signal.addEventListener("abort", () => {
+                aborted = true
+              })
+              await gate.promise
             })
-            await gate.promise
-          })
-        try {
           await scene.start({ handlers: { [handler]: fn }, sweepIntervalMs: 50 })
           const run = await createRun(h(), principal, handler, { limits: { max_duration_ms: 300 } })
           const done = await waitForTerminal(h(), principal, run.id)
@@ -983,29 +858,21 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           })
           const started = events.find((e) => e.type === "run.started")!
           expect(events.at(-1)!.timestamp - started.timestamp).toBeGreaterThanOrEqual(300)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("ends the run LIMIT_BUDGET when reported tokens pass max_tokens", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let after = 0
-        const fn: H = async (run) => {
-          await run.step("spend", async () => {
+      it("ends the run LIMIT_BUDGET when reported tokens pass max_tokens", () =>
+        withScene(h, async ({ scene, runToEnd }) => {
+          let after = 0
+          const fn: H = async (run) => {
+            await run.step("spend", async () => {
+              await run.reportUsage({ tokens: 60 })
+            })
             await run.reportUsage({ tokens: 60 })
-          })
-          await run.reportUsage({ tokens: 60 })
-          await run.step("after", () => {
-            after++
-          })
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler, { limits: { max_tokens: 100 } })
-          const done = await waitForTerminal(h(), principal, run.id)
+            await run.step("after", () => {
+              after++
+            })
+          }
+          const { run, done } = await runToEnd(fn, { limits: { max_tokens: 100 } })
           expect(done.status).toBe("limit_exceeded")
           expect(done.error?.reason_code).toBe("LIMIT_BUDGET")
           expect(done.usage.tokens).toBe(120)
@@ -1017,27 +884,19 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expect(usage.map((v) => v.tokens)).toEqual([60, 60])
           expect(payloadOf(events.at(-1)!)).toEqual({ limit: "max_tokens", reason_code: "LIMIT_BUDGET" })
           expect(ofStep(events, "step.started", "after:0")).toEqual([])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("ends the run LIMIT_BUDGET when reported cost passes max_cost_usd (reaching it exactly is fine)", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const spent: number[] = []
-        const fn: H = async (run) => {
-          for (let i = 0; i < 4; i++)
-            await run.step("call", async () => {
-              spent.push(i)
-              await run.reportUsage({ cost_usd: 0.25 })
-            })
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler, { limits: { max_cost_usd: 0.5 } })
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("ends the run LIMIT_BUDGET when reported cost passes max_cost_usd (reaching it exactly is fine)", () =>
+        withScene(h, async ({ scene, runToEnd }) => {
+          const spent: number[] = []
+          const fn: H = async (run) => {
+            for (let i = 0; i < 4; i++)
+              await run.step("call", async () => {
+                spent.push(i)
+                await run.reportUsage({ cost_usd: 0.25 })
+              })
+          }
+          const { run, done } = await runToEnd(fn, { limits: { max_cost_usd: 0.5 } })
           expect(done.status).toBe("limit_exceeded")
           expect(done.error?.reason_code).toBe("LIMIT_BUDGET")
           expect(done.usage.cost_usd).toBeCloseTo(0.75)
@@ -1047,20 +906,14 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expectGapless(events)
           expect(payloadOf(events.at(-1)!)).toEqual({ limit: "max_cost_usd", reason_code: "LIMIT_BUDGET" })
           expect(ofStep(events, "step.started", "call:3")).toEqual([])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("ends the run LIMIT_INPUT_TIMEOUT from limits.input_timeout_ms when the wait names no timeout", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const fn: H = async (run) => {
-          await run.awaitInput({ prompt: "anyone?", actions: ["approve", "reject"] })
-          return "answered"
-        }
-        try {
+      it("ends the run LIMIT_INPUT_TIMEOUT from limits.input_timeout_ms when the wait names no timeout", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const fn: H = async (run) => {
+            await run.awaitInput({ prompt: "anyone?", actions: ["approve", "reject"] })
+            return "answered"
+          }
           await scene.start({ handlers: { [handler]: fn }, sweepIntervalMs: 50 })
           const run = await createRun(h(), principal, handler, { limits: { input_timeout_ms: 200 } })
           const done = await waitForTerminal(h(), principal, run.id)
@@ -1073,39 +926,33 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             limit: "input_timeout",
             reason_code: "LIMIT_INPUT_TIMEOUT"
           })
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // f) fencing
     describe("fencing", () => {
-      it("a stale worker cannot append after another worker took its run over", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        const calls = { a: 0, b: 0 }
-        let staleReturned = false
-        const fnA: H = async (run) => {
-          const s = await run.step("s", async () => {
-            calls.a++
-            await gate.promise
-            staleReturned = true
-            return "from A"
-          })
-          return { s }
-        }
-        const fnB: H = async (run) => {
-          const s = await run.step("s", () => {
-            calls.b++
-            return "from B"
-          })
-          return { s }
-        }
-        try {
+      it("a stale worker cannot append after another worker took its run over", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          const calls = { a: 0, b: 0 }
+          let staleReturned = false
+          const fnA: H = async (run) => {
+            const s = await run.step("s", async () => {
+              calls.a++
+              await gate.promise
+              staleReturned = true
+              return "from A"
+            })
+            return { s }
+          }
+          const fnB: H = async (run) => {
+            const s = await run.step("s", () => {
+              calls.b++
+              return "from B"
+            })
+            return { s }
+          }
           // A never renews its lease: it goes stale while its step is blocked. (Concurrency 1:
           // its only slot stays busy, so A itself does not re-claim the run once the lease expires.)
           const a = await scene.start({
@@ -1151,29 +998,23 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expect(payloadOf(events.at(-1)!)).toEqual({ output: { s: "from B" } })
           expect(calls).toEqual({ a: 1, b: 1 })
           expect((await getRun(h(), principal, run.id)).status).toBe("succeeded")
-        } finally {
-          await scene.cleanup()
-        }
-      })
-      it("stop() aborts every execution, also after the worker re-claimed its own expired run", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const first = scene.gate()
-        const second = scene.gate()
-        let calls = 0
-        const aborted = [false, false, false]
-        const fn: H = (run) =>
-          run.step("s", async (step) => {
-            const n = ++calls
-            step.signal.addEventListener("abort", () => {
-              aborted[n - 1] = true
+        }))
+      it("stop() aborts every execution, also after the worker re-claimed its own expired run", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const first = scene.gate()
+          const second = scene.gate()
+          let calls = 0
+          const aborted = [false, false, false]
+          const fn: H = (run) =>
+            run.step("s", async (step) => {
+              const n = ++calls
+              step.signal.addEventListener("abort", () => {
+                aborted[n - 1] = true
+              })
+              if (n === 1) await first.promise
+              else if (n === 2) await second.promise
+              return n
             })
-            if (n === 1) await first.promise
-            else if (n === 2) await second.promise
-            return n
-          })
-        try {
           // Heartbeats that never come (a stalled event loop, a store that times out renewals):
           // the lease expires under the running step and this same worker, with a free slot, claims again.
           const worker = await scene.start({
@@ -1211,39 +1052,31 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           const events = await readAll(h(), run.id)
           expectGapless(events)
           expect(ofType(events, "step.done")).toEqual([])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // g) progress
     describe("progress", () => {
-      it("records a step's content deltas and own kinds as step.progress with its step id, in order, before step.done", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const words = ["Durable ", "runs ", "stream ", "their ", "progress."]
-        const fn: H = async (run) => {
-          await run.step("prepare", () => "ready")
-          const text = await run.step("write", async (step) => {
-            step.progress({ kind: "status", phase: "drafting" })
-            for (const [i, word] of words.entries()) {
-              // Half through the step's own reporter, half through the run's (same async context).
-              if (i % 2 === 0) step.progress({ content_delta: word })
-              else run.progress({ content_delta: word })
-              if (i === 2) await new Promise<void>((resolve) => setImmediate(resolve))
-            }
-            step.progress({ kind: "status", phase: "done" })
-            return words.join("")
-          })
-          return text
-        }
-        try {
-          await scene.start({ handlers: { [handler]: fn } })
-          const run = await createRun(h(), principal, handler)
-          const done = await waitForTerminal(h(), principal, run.id)
+      it("records a step's content deltas and own kinds as step.progress with its step id, in order, before step.done", () =>
+        withScene(h, async ({ runToEnd }) => {
+          const words = ["Durable ", "runs ", "stream ", "their ", "progress."]
+          const fn: H = async (run) => {
+            await run.step("prepare", () => "ready")
+            const text = await run.step("write", async (step) => {
+              step.progress({ kind: "status", phase: "drafting" })
+              for (const [i, word] of words.entries()) {
+                // Half through the step's own reporter, half through the run's (same async context).
+                if (i % 2 === 0) step.progress({ content_delta: word })
+                else run.progress({ content_delta: word })
+                if (i === 2) await new Promise<void>((resolve) => setImmediate(resolve))
+              }
+              step.progress({ kind: "status", phase: "done" })
+              return words.join("")
+            })
+            return text
+          }
+          const { run, done } = await runToEnd(fn)
           expect(done.status).toBe("succeeded")
           const events = await readAll(h(), run.id)
           expectGapless(events)
@@ -1271,31 +1104,25 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             expect(e.seq).toBeGreaterThan(events[started]!.seq)
             expect(e.seq).toBeLessThan(events[finished]!.seq)
           }
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("does not write run-level progress again when a run is replayed after a crash", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let second = 0
-        const fn: H = async (run) => {
-          await run.step("one", () => 1)
-          run.progress({ kind: "note", text: "between the steps" })
-          run.progress({ content_delta: "hello " })
-          run.progress({ content_delta: "world" })
-          await run.step("two", async () => {
-            second++
-            if (second === 1) await gate.promise
-            return 2
-          })
-          run.progress({ kind: "note", text: "at the end" })
-          return "done"
-        }
-        try {
+      it("does not write run-level progress again when a run is replayed after a crash", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let second = 0
+          const fn: H = async (run) => {
+            await run.step("one", () => 1)
+            run.progress({ kind: "note", text: "between the steps" })
+            run.progress({ content_delta: "hello " })
+            run.progress({ content_delta: "world" })
+            await run.step("two", async () => {
+              second++
+              if (second === 1) await gate.promise
+              return 2
+            })
+            run.progress({ kind: "note", text: "at the end" })
+            return "done"
+          }
           const a = await scene.start({ workerId: "progress-a", handlers: { [handler]: fn }, leaseMs: 400 })
           const run = await createRun(h(), principal, handler)
           await waitFor(
@@ -1325,37 +1152,31 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             "between the steps",
             "at the end"
           ])
-        } finally {
-          await scene.cleanup()
-        }
-      })
-      it("keeps the progress of steps running in parallel apart, and replays both without re-running them", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const calls = { x: 0, y: 0 }
-        const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
-        const fn: H = async (run) => {
-          const [x, y] = await Promise.all([
-            run.step("x", async (step) => {
-              calls.x++
-              step.progress({ content_delta: "x1 " })
-              await tick()
-              run.progress({ content_delta: "x2" })
-              return "X"
-            }),
-            run.step("y", async (step) => {
-              calls.y++
-              run.progress({ content_delta: "y1 " })
-              await tick()
-              step.progress({ content_delta: "y2" })
-              return "Y"
-            })
-          ])
-          const decision = await run.awaitInput({ prompt: "both done?", actions: ["approve"] })
-          return [x, y, decision.action]
-        }
-        try {
+        }))
+      it("keeps the progress of steps running in parallel apart, and replays both without re-running them", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const calls = { x: 0, y: 0 }
+          const tick = () => new Promise<void>((resolve) => setImmediate(resolve))
+          const fn: H = async (run) => {
+            const [x, y] = await Promise.all([
+              run.step("x", async (step) => {
+                calls.x++
+                step.progress({ content_delta: "x1 " })
+                await tick()
+                run.progress({ content_delta: "x2" })
+                return "X"
+              }),
+              run.step("y", async (step) => {
+                calls.y++
+                run.progress({ content_delta: "y1 " })
+                await tick()
+                step.progress({ content_delta: "y2" })
+                return "Y"
+              })
+            ])
+            const decision = await run.awaitInput({ prompt: "both done?", actions: ["approve"] })
+            return [x, y, decision.action]
+          }
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           await waitForPrompt(h(), principal, run.id, "both done?")
@@ -1371,37 +1192,31 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           expect(contentOf(events, null)).toBe("")
           expect(ofStep(events, "step.done", "x:0").map((v) => v.output)).toEqual(["X"])
           expect(ofStep(events, "step.done", "y:0").map((v) => v.output)).toEqual(["Y"])
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // h) concurrency
     describe("concurrency", () => {
-      it("runs as many runs at once as its concurrency, and no more", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const gate = scene.gate()
-        let active = 0
-        let maxActive = 0
-        const entered = new Set<string>()
-        const fn: H = async (run) => {
-          await run.step("hold", async () => {
-            entered.add(run.runId)
-            active++
-            maxActive = Math.max(maxActive, active)
-            try {
-              await gate.promise
-            } finally {
-              active--
-            }
-          })
-          return run.runId
-        }
-        try {
+      it("runs as many runs at once as its concurrency, and no more", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const gate = scene.gate()
+          let active = 0
+          let maxActive = 0
+          const entered = new Set<string>()
+          const fn: H = async (run) => {
+            await run.step("hold", async () => {
+              entered.add(run.runId)
+              active++
+              maxActive = Math.max(maxActive, active)
+              try {
+                await gate.promise
+              } finally {
+                active--
+              }
+            })
+            return run.runId
+          }
           const runs = []
           for (let i = 0; i < 3; i++) runs.push(await createRun(h(), principal, handler))
           await scene.start({ handlers: { [handler]: fn }, concurrency: 3 })
@@ -1424,32 +1239,26 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
             expect(done.output).toBe(run.id)
           }
           expect(maxActive).toBe(3)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
 
-      it("completes 10 runs with concurrency 3, never more than 3 at once", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        let active = 0
-        let maxActive = 0
-        const fn: H = async (run) => {
-          active++
-          maxActive = Math.max(maxActive, active)
-          try {
-            const a = await run.step("a", async () => {
-              await new Promise<void>((resolve) => setImmediate(resolve))
-              return (run.input as { n: number }).n
-            })
-            const b = await run.step("b", () => a * 2)
-            return b
-          } finally {
-            active--
+      it("completes 10 runs with concurrency 3, never more than 3 at once", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          let active = 0
+          let maxActive = 0
+          const fn: H = async (run) => {
+            active++
+            maxActive = Math.max(maxActive, active)
+            try {
+              const a = await run.step("a", async () => {
+                await new Promise<void>((resolve) => setImmediate(resolve))
+                return (run.input as { n: number }).n
+              })
+              const b = await run.step("b", () => a * 2)
+              return b
+            } finally {
+              active--
+            }
           }
-        }
-        try {
           await scene.start({ handlers: { [handler]: fn }, concurrency: 3 })
           const runs = []
           for (let n = 0; n < 10; n++) runs.push(await createRun(h(), principal, handler, { input: { n } }))
@@ -1463,51 +1272,45 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           }
           expect(maxActive).toBeGreaterThanOrEqual(1)
           expect(maxActive).toBeLessThanOrEqual(3)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
 
     // -----------------------------------------------------------------------
     // i) Effect-style handlers
     describe("Effect-style handlers", () => {
-      it("runs a handler that returns an Effect built with run.effect.*", async () => {
-        const principal = newPrincipal()
-        const handler = newHandler()
-        const scene = new Scene(h())
-        const calls = { fetch: 0, flaky: 0, publish: 0 }
-        const fn: H = (run) =>
-          Effect.gen(function* () {
-            const fetched = yield* run.effect.step(
-              "fetch",
-              Effect.sync(() => {
-                calls.fetch++
-                return 21
+      it("runs a handler that returns an Effect built with run.effect.*", () =>
+        withScene(h, async ({ principal, handler, scene }) => {
+          const calls = { fetch: 0, flaky: 0, publish: 0 }
+          const fn: H = (run) =>
+            Effect.gen(function* () {
+              const fetched = yield* run.effect.step(
+                "fetch",
+                Effect.sync(() => {
+                  calls.fetch++
+                  return 21
+                })
+              )
+              const doubled = yield* run.effect.step("flaky", (step) =>
+                Effect.suspend(() => {
+                  calls.flaky++
+                  return step.attempt === 1 ? Effect.fail(new Error("once")) : Effect.succeed(fetched * 2)
+                })
+              )
+              yield* run.effect.progress({ content_delta: "effect " })
+              yield* run.effect.reportUsage({ tokens: 3 })
+              const decision = yield* run.effect.awaitInput({
+                prompt: "publish?",
+                actions: ["approve", "reject"]
               })
-            )
-            const doubled = yield* run.effect.step("flaky", (step) =>
-              Effect.suspend(() => {
-                calls.flaky++
-                return step.attempt === 1 ? Effect.fail(new Error("once")) : Effect.succeed(fetched * 2)
-              })
-            )
-            yield* run.effect.progress({ content_delta: "effect " })
-            yield* run.effect.reportUsage({ tokens: 3 })
-            const decision = yield* run.effect.awaitInput({
-              prompt: "publish?",
-              actions: ["approve", "reject"]
+              const published = yield* run.effect.step(
+                "publish",
+                Effect.sync(() => {
+                  calls.publish++
+                  return decision.action === "approve"
+                })
+              )
+              return { doubled, published }
             })
-            const published = yield* run.effect.step(
-              "publish",
-              Effect.sync(() => {
-                calls.publish++
-                return decision.action === "approve"
-              })
-            )
-            return { doubled, published }
-          })
-        try {
           await scene.start({ handlers: { [handler]: fn } })
           const run = await createRun(h(), principal, handler)
           await waitForPrompt(h(), principal, run.id, "publish?")
@@ -1525,9 +1328,6 @@ export const workerCases = (h: () => Harness, caps: Capabilities) =>
           ])
           expect(contentOf(events, null)).toBe("effect ")
           expect(ofType(events, "step.progress").filter((v) => v.kind === "usage")).toHaveLength(1)
-        } finally {
-          await scene.cleanup()
-        }
-      })
+        }))
     })
   })

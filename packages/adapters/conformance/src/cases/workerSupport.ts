@@ -4,8 +4,8 @@
  * fixed time).
  */
 import { Engine, type EventRow, isTerminal, type Principal, type Run, Worker } from "@baton/core"
-import type { Harness } from "../Harness.js"
-import { readAll } from "./helpers.js"
+import { type Harness, newHandler, newPrincipal } from "../Harness.js"
+import { createRun, readAll } from "./helpers.js"
 
 /** How long a wait for a condition may take before the case fails (slow stores included). */
 export const WAIT_MS = 8_000
@@ -190,5 +190,44 @@ export class Scene {
   async cleanup(): Promise<void> {
     for (const gate of this.gates) gate.open()
     await this.stopWorkers()
+  }
+}
+
+/** What `withScene` hands a case: a fresh principal and handler name, and the case's scene. */
+export interface SceneContext {
+  readonly principal: Principal
+  readonly handler: string
+  readonly scene: Scene
+  /**
+   * Starts a worker running `fn` as `handler` (the scene's short timings), creates one run
+   * of it (`body` as `createRun` takes it) and waits until the run has ended.
+   */
+  readonly runToEnd: (
+    fn: Worker.WorkerOptions["handlers"][string],
+    body?: Record<string, unknown>
+  ) => Promise<{ readonly run: Run; readonly done: Run }>
+}
+
+/**
+ * Runs one case with a fresh principal, handler name and scene, and always
+ * cleans the scene up afterwards (gates opened, workers stopped), pass or fail.
+ */
+export const withScene = async <A>(
+  h: () => Harness,
+  body: (context: SceneContext) => Promise<A>
+): Promise<A> => {
+  const principal = newPrincipal()
+  const handler = newHandler()
+  const scene = new Scene(h())
+  try {
+    const runToEnd: SceneContext["runToEnd"] = async (fn, createBody) => {
+      await scene.start({ handlers: { [handler]: fn } })
+      const run = await createRun(h(), principal, handler, createBody)
+      const done = await waitForTerminal(h(), principal, run.id)
+      return { run, done }
+    }
+    return await body({ principal, handler, scene, runToEnd })
+  } finally {
+    await scene.cleanup()
   }
 }
