@@ -48,6 +48,30 @@ const runningRun = async () => {
 }
 
 describe("POST /v1/runs/{id}/signal", () => {
+  it("with an idempotency-key: a retry is answered as the first signal, another signal on that key is 409", async () => {
+    const waiting = await waitingRun()
+    const key = `sig-${randomUUID()}`
+    const first = await signal(waiting.id, { action: "approve" }, { "idempotency-key": key })
+    expect(first.status).toBe(202)
+    const done = await waitForStatus(h, h.operatorKey, waiting.id, "succeeded")
+    const retried = await signal(waiting.id, { action: "approve" }, { "idempotency-key": key })
+    expect(retried.status).toBe(202)
+    expect(retried.body.status).toBe("succeeded")
+    expectError(
+      await signal(waiting.id, { action: "reject" }, { "idempotency-key": key }),
+      409,
+      "IDEMPOTENCY_KEY_REUSED"
+    )
+    expectError(
+      await signal(waiting.id, { action: "approve" }, { "idempotency-key": "x".repeat(300) }),
+      400,
+      "IDEMPOTENCY_KEY_INVALID"
+    )
+    const events = await allEvents(h, h.operatorKey, waiting.id)
+    expect(events.filter((e) => e.type === "run.signal_received")).toHaveLength(1)
+    expect(events).toHaveLength(done.last_seq)
+  })
+
   it("shows the wait on the run, and 202 resumes it to success", async () => {
     const waiting = await waitingRun()
     expect(waiting.awaiting_input).toMatchObject({

@@ -82,7 +82,8 @@ export interface RunsClient {
   ): Promise<EventList>
   /** Every event after `afterSeq`, then live ones; ends after the terminal event. Resumes by seq on its own. */
   streamEvents(runId: string, options?: StreamOptions): AsyncIterable<RunEvent>
-  signalRun(runId: string, body: SignalBody): Promise<Run>
+  /** With an idempotency key the signal is safe to retry: a repeat is answered as the first was. */
+  signalRun(runId: string, body: SignalBody, options?: { readonly idempotencyKey?: string }): Promise<Run>
   cancelRun(runId: string, body?: { readonly reason?: string }): Promise<Run>
   createApiKey(body: CreateKeyBody): Promise<CreatedKey>
   listApiKeys(): Promise<ReadonlyArray<ApiKey>>

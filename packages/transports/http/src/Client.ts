@@ -398,10 +398,18 @@ export const createHttpClient = (options: HttpClientOptions): RunsClient => {
       // A fresh stream (and connection) for every iteration of the iterable.
       [Symbol.asyncIterator]: () => follow(runId, streamOptions)
     }),
-    signalRun: async (runId, body) =>
-      strip(
-        await send({ method: "POST", path: `/runs/${segment(runId)}/signal`, body, retry: false })
-      ) as unknown as Run,
+    signalRun: async (runId, body, options = {}) => {
+      const key = options.idempotencyKey
+      // Only a keyed signal is safe to send twice.
+      const answer = await send({
+        method: "POST",
+        path: `/runs/${segment(runId)}/signal`,
+        body,
+        ...(key === undefined ? {} : { headers: { "idempotency-key": key } }),
+        retry: key !== undefined
+      })
+      return strip(answer) as unknown as Run
+    },
     cancelRun: async (runId, body = {}) =>
       strip(
         await send({ method: "POST", path: `/runs/${segment(runId)}/cancel`, body, retry: false })

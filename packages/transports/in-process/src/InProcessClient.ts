@@ -42,7 +42,12 @@ export const createInProcessClient = (
     // A fresh subscription for every iteration of the iterable.
     [Symbol.asyncIterator]: () => follow(engine, principal, runId, options)
   }),
-  signalRun: (runId, body) => call(engine.signalRun(runId, body, principal)),
+  signalRun: (runId, body, options = {}) =>
+    call(
+      engine.signalRun(runId, body, principal, {
+        ...(options.idempotencyKey === undefined ? {} : { idempotencyKey: options.idempotencyKey })
+      })
+    ),
   cancelRun: (runId, body = {}) => call(engine.cancelRun(runId, body, principal)),
   createApiKey: (body) => call(engine.issueKey(body, principal)),
   listApiKeys: () => call(engine.listKeys(principal)),
