@@ -318,6 +318,11 @@ export const subscribe = (
       )
     const run = yield* loadOwnRun(principal, runId)
     if (isTerminal(run.status) && afterSeq >= run.last_seq) return Stream.empty
+    // Past the last event of a live run nothing could ever be emitted contiguously: it would never end.
+    if (afterSeq > run.last_seq)
+      return yield* Effect.fail(
+        validationError([{ path: "after_seq", message: `is past the run's last event (${run.last_seq})` }])
+      )
     return Stream.unwrapScoped(
       Effect.gen(function* () {
         const store = yield* RunStore

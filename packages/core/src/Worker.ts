@@ -211,14 +211,24 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     const drainAndStop = async (stopOptions: StopOptions): Promise<void> => {
       stopping = true
       wake()
-      await Promise.all(loops.map((f) => Runtime.runPromise(runtime)(Fiber.interrupt(f))))
+      // The claim loop is let finish its round (it sees `stopping`), so no claimed run is dropped
+      // mid-launch; the sweep loop holds nothing and is interrupted.
+      const [claims, sweeps] = loops
+      await Runtime.runPromise(runtime)(Fiber.interrupt(sweeps!))
+      await Runtime.runPromise(runtime)(Fiber.join(claims!))
       const graceMs = stopOptions.graceMs ?? 10_000
       const inFlight = [...executions]
-      if (graceMs > 0 && inFlight.length > 0)
+      if (graceMs > 0 && inFlight.length > 0) {
+        let timer: NodeJS.Timeout | undefined
         await Promise.race([
           Promise.all(inFlight.map((e) => e.done)),
-          new Promise((resolve) => setTimeout(resolve, graceMs))
+          new Promise((resolve) => {
+            timer = setTimeout(resolve, graceMs)
+          })
         ])
+        // Not left running: it would keep the process alive for the rest of the grace period.
+        clearTimeout(timer)
+      }
       const left = [...executions].filter((e) => !e.finished)
       for (const execution of left) execution.stop()
       if (stopOptions.releaseLeases !== false)

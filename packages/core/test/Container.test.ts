@@ -155,3 +155,20 @@ describe("subscribe's async iterator", () => {
     await engine.dispose()
   })
 })
+
+describe("subscribe past the end", () => {
+  it("refuses an after_seq past a live run's last event instead of waiting forever", async () => {
+    const engine = createEngine({ storage: memoryStorage(), handlers: { default: () => null } })
+    const created = await engine.createRun({ input: 1 })
+    if (created._tag === "KeyReused") throw new Error("unexpected")
+    await expect(engine.subscribe(created.run.id, { afterSeq: 50 })).rejects.toMatchObject({
+      reason_code: "VALIDATION_FAILED"
+    })
+    // A finished run past its end is simply an empty stream.
+    await engine.cancelRun(created.run.id)
+    const events = []
+    for await (const e of await engine.subscribe(created.run.id, { afterSeq: 50 })) events.push(e)
+    expect(events).toEqual([])
+    await engine.dispose()
+  })
+})

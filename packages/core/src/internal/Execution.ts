@@ -553,6 +553,7 @@ export class Execution {
 
   /** Waits `ms` unless the execution ends first; true when it is still ours to run. */
   private sleep(ms: number): Promise<boolean> {
+    if (this.controller.signal.aborted) return Promise.resolve(false)
     if (ms === 0) return Promise.resolve(!this.finished)
     return new Promise((resolve) => {
       const timer = setTimeout(() => {

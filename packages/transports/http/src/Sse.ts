@@ -31,7 +31,8 @@ const frame = (event: RunEvent): string =>
 
 /** Where to start: Last-Event-ID wins over after_seq; both must be non-negative integers. */
 const startSeq = (c: Context<ApiEnv>): number => {
-  const raw = c.req.header("last-event-id") ?? c.req.query("after_seq")
+  const header = c.req.header("last-event-id")
+  const raw = header !== undefined && header.trim() !== "" ? header.trim() : c.req.query("after_seq")
   if (raw === undefined || raw === "") return 0
   if (!/^\d{1,15}$/.test(raw))
     fail(400, "VALIDATION_FAILED", "Last-Event-ID / after_seq is a non-negative integer.")
@@ -108,6 +109,8 @@ export const streamRunEvents = async (
         if (queuedBytes >= bufferLimit && Date.now() - lastWriteAt >= stallMs) {
           queue.length = 0
           end()
+          // The writer is stuck in a write the client does not read: abort the response itself.
+          out.abort()
         }
       }
       return !finished
