@@ -157,7 +157,7 @@ export class Execution {
     try {
       const returned = this.handler(this.context())
       result = Effect.isEffect(returned)
-        ? await runEffect(returned as Effect.Effect<unknown, unknown>)
+        ? await runEffect(returned as Effect.Effect<unknown, unknown>, this.controller.signal)
         : await returned
     } catch (error) {
       if (this.finished) return
@@ -213,7 +213,7 @@ export class Execution {
     return {
       step: (name, body) =>
         Effect.promise(() =>
-          this.step(name, (s) => runEffect(typeof body === "function" ? body(s) : body))
+          this.step(name, (s) => runEffect(typeof body === "function" ? body(s) : body, s.signal))
         ) as never,
       awaitInput: (options) => Effect.promise(() => this.awaitInput(options)),
       reportUsage: (usage) => Effect.promise(() => this.reportUsage(usage)),
@@ -507,7 +507,19 @@ export class Execution {
   // lease, deadline, cancel
 
   private async heartbeat(): Promise<void> {
-    if (this.finished) return
+    // A renewal still waiting on a slow store is not doubled by the next beat.
+    if (this.finished || this.renewing) return
+    this.renewing = true
+    try {
+      await this.renew()
+    } finally {
+      this.renewing = false
+    }
+  }
+
+  private renewing = false
+
+  private async renew(): Promise<void> {
     const exit = await this.runPromiseExit(
       Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
         store.renewLease(this.runId, this.leaseToken, this.settings.leaseMs, now)
@@ -588,8 +600,9 @@ export class Execution {
 }
 
 /** Runs an Effect-style handler or step; its failure surfaces as the error itself (a FatalError stays one). */
-const runEffect = async <A>(effect: Effect.Effect<A, unknown>): Promise<A> => {
-  const exit = await Effect.runPromiseExit(effect)
+const runEffect = async <A>(effect: Effect.Effect<A, unknown>, signal: AbortSignal): Promise<A> => {
+  // The run's AbortSignal interrupts the Effect, as it aborts a Promise-style handler's work.
+  const exit = await Effect.runPromiseExit(effect, { signal })
   if (Exit.isSuccess(exit)) return exit.value
   throw Cause.squash(exit.cause)
 }
