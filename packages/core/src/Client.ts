@@ -5,7 +5,7 @@
  * the HTTP status and reason code of SPEC §4, whichever transport is used.
  */
 import type { ApiKey, Scope } from "./ApiKey.js"
-import type { ErrorDetail, ReasonCode } from "./Errors.js"
+import { type ErrorDetail, httpStatusOf, type ReasonCode } from "./Errors.js"
 import type { JsonValue } from "./Json.js"
 import type { LimitsInput } from "./Limits.js"
 import type { Run, RunStatus } from "./Run.js"
@@ -104,4 +104,42 @@ export class ApiError extends Error {
   ) {
     super(message)
   }
+}
+
+/** The shape of every engine rejection (BatonError and InternalError alike). */
+interface TaggedRejection {
+  readonly _tag: string
+  readonly reason_code: string
+  readonly message: string
+  readonly details?: ReadonlyArray<ErrorDetail>
+  readonly retry_after_ms?: number
+}
+
+const isTaggedRejection = (error: unknown): error is TaggedRejection =>
+  typeof error === "object" &&
+  error !== null &&
+  typeof (error as TaggedRejection)._tag === "string" &&
+  typeof (error as TaggedRejection).reason_code === "string" &&
+  typeof (error as TaggedRejection).message === "string"
+
+/**
+ * Any engine rejection as the ApiError every transport shows: status from the
+ * reason code, message, details (omitted when empty), and for 503 the whole
+ * seconds of `retry-after`. Anything else (a defect, InternalError) is 500
+ * INTERNAL with no text of its own; the original is kept as `cause`.
+ */
+export const toApiError = (error: unknown): ApiError => {
+  if (error instanceof ApiError) return error
+  if (isTaggedRejection(error) && error.reason_code !== "INTERNAL") {
+    const status = httpStatusOf(error.reason_code as ReasonCode)
+    const details = error.details !== undefined && error.details.length > 0 ? error.details : undefined
+    const retryAfter =
+      status === 503 && typeof error.retry_after_ms === "number"
+        ? Math.max(1, Math.ceil(error.retry_after_ms / 1000))
+        : null
+    return new ApiError(status, error.reason_code, error.message, null, details, retryAfter)
+  }
+  const internal = new ApiError(500, "INTERNAL", "Internal error.")
+  internal.cause = error
+  return internal
 }

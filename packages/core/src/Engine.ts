@@ -80,6 +80,20 @@ const loadOwnRun = (
         )
       )
 
+/** Fails unless `key` is a usable idempotency key; an absent or empty one fails with `whenMissing`. */
+const requireUsableKey = (
+  key: string | undefined,
+  whenMissing: "IDEMPOTENCY_KEY_MISSING" | "IDEMPOTENCY_KEY_INVALID"
+): Effect.Effect<void, ValidationError> => {
+  const check = checkIdempotencyKey(key)
+  if (check._tag === "Valid") return Effect.void
+  const [message, code] =
+    check._tag === "Invalid"
+      ? [check.message, "IDEMPOTENCY_KEY_INVALID" as const]
+      : [whenMissing === "IDEMPOTENCY_KEY_MISSING" ? "is required" : "is empty", whenMissing]
+  return Effect.fail(validationError([{ path: "idempotency-key", message }], code))
+}
+
 // ---------------------------------------------------------------------------
 // create
 
@@ -120,17 +134,8 @@ export const createRun = (
   Effect.gen(function* () {
     yield* requireScope(principal, "runs:write")
     const key = options.idempotencyKey
-    if (key !== undefined || options.requireIdempotencyKey === true) {
-      const check = checkIdempotencyKey(key)
-      if (check._tag === "Missing")
-        return yield* Effect.fail(
-          validationError([{ path: "idempotency-key", message: "is required" }], "IDEMPOTENCY_KEY_MISSING")
-        )
-      if (check._tag === "Invalid")
-        return yield* Effect.fail(
-          validationError([{ path: "idempotency-key", message: check.message }], "IDEMPOTENCY_KEY_INVALID")
-        )
-    }
+    if (key !== undefined || options.requireIdempotencyKey === true)
+      yield* requireUsableKey(key, "IDEMPOTENCY_KEY_MISSING")
     const request = yield* decodeInput(CreateRunRequest)(body)
     const config = yield* EngineConfig
     const handler = request.handler ?? "default"
@@ -431,16 +436,8 @@ export const signalRun = (
   Effect.gen(function* () {
     yield* requireScope(principal, "runs:signal")
     const key = options.idempotencyKey
-    if (key !== undefined) {
-      const check = checkIdempotencyKey(key)
-      if (check._tag !== "Valid")
-        return yield* Effect.fail(
-          validationError(
-            [{ path: "idempotency-key", message: check._tag === "Invalid" ? check.message : "is empty" }],
-            "IDEMPOTENCY_KEY_INVALID"
-          )
-        )
-    }
+    // An optional key that was sent must be usable: an empty one is invalid, not missing.
+    if (key !== undefined) yield* requireUsableKey(key, "IDEMPOTENCY_KEY_INVALID")
     const request = yield* decodeInput(SignalRequest)(body)
     const run = yield* loadOwnRun(principal, runId)
     const schema = run.awaiting_input?.input_schema
@@ -540,6 +537,19 @@ export const sweep = (
     }
     return changed
   })
+
+/**
+ * Extends a lease to now + leaseMs (0 ends it now: the next claim anywhere
+ * resumes the run); the run, or null when the lease is lost.
+ */
+export const renewLease = (
+  runId: string,
+  leaseToken: string,
+  leaseMs: number
+): Effect.Effect<RunRecord | null, StorageError, RunStore> =>
+  Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
+    store.renewLease(runId, leaseToken, leaseMs, now)
+  )
 
 /** A fresh fencing token; exported for adapters that mint them in core's style. */
 export const newLeaseToken = makeLeaseToken

@@ -6,9 +6,8 @@
 
 import { randomBytes } from "node:crypto"
 import { hostname } from "node:os"
-import { Clock, Effect, Fiber, Runtime, Schedule } from "effect"
+import { Effect, Fiber, Runtime, Schedule } from "effect"
 import * as Engine from "./Engine.js"
-import { HANDLER_NAME_PATTERN } from "./Engine.js"
 import type { EngineConfig } from "./EngineConfig.js"
 import { type ErrorDetail, type ValidationError, validationError } from "./Errors.js"
 import { Execution, type ExecutionSettings, type RetryPolicy } from "./internal/Execution.js"
@@ -86,10 +85,10 @@ const checkOptions = (options: WorkerOptions): ReadonlyArray<ErrorDetail> => {
   else
     for (const [name, fn] of Object.entries(options.handlers)) {
       if (typeof fn !== "function") problems.push({ path: `handlers.${name}`, message: "is a function" })
-      if (!HANDLER_NAME_PATTERN.test(name))
+      if (!Engine.HANDLER_NAME_PATTERN.test(name))
         problems.push({
           path: `handlers.${name}`,
-          message: `is not a handler name (${HANDLER_NAME_PATTERN.source})`
+          message: `is not a handler name (${Engine.HANDLER_NAME_PATTERN.source})`
         })
     }
   for (const key of NUMERIC_OPTIONS) {
@@ -240,9 +239,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     /** Ends a lease now: the next claim, anywhere, resumes the run. */
     const release = (runId: string, leaseToken: string) =>
       Runtime.runPromise(runtime)(
-        Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
-          store.renewLease(runId, leaseToken, 0, now)
-        ).pipe(Effect.catchAll(() => Effect.void))
+        Engine.renewLease(runId, leaseToken, 0).pipe(Effect.catchAll(() => Effect.void))
       )
 
     return { workerId, stop, active: () => [...executions].map((e) => e.runId), nudge: () => wake() }

@@ -18,22 +18,13 @@ import { timerCases } from "./cases/timers.js"
 import { workerCases } from "./cases/worker.js"
 import {
   type AdapterUnderTest,
-  type Backdoor,
   type Capabilities,
   type ConformanceOptions,
   DEFAULT_CAPABILITIES,
   Harness
 } from "./Harness.js"
 
-export { at, fixedClock, newHandler, newKey, newPrincipal } from "./Harness.js"
-export {
-  type AdapterUnderTest,
-  type Backdoor,
-  type Capabilities,
-  type ConformanceOptions,
-  DEFAULT_CAPABILITIES,
-  Harness
-}
+export * from "./Harness.js"
 
 export const runAdapterConformance = (
   name: string,

@@ -11,7 +11,7 @@ import * as Engine from "../Engine.js"
 import type { EngineConfig } from "../EngineConfig.js"
 import { type RunNotFound, type StorageError, TransitionRejected, validationError } from "../Errors.js"
 import { isJsonValue, type JsonObject } from "../Json.js"
-import { RunStore } from "../ports/RunStore.js"
+import type { RunStore } from "../ports/RunStore.js"
 import type { RunRecord } from "../Run.js"
 import {
   type AwaitInputOptions,
@@ -521,9 +521,7 @@ export class Execution {
 
   private async renew(): Promise<void> {
     const exit = await this.runPromiseExit(
-      Effect.flatMap(Effect.zip(RunStore, Clock.currentTimeMillis), ([store, now]) =>
-        store.renewLease(this.runId, this.leaseToken, this.settings.leaseMs, now)
-      )
+      Engine.renewLease(this.runId, this.leaseToken, this.settings.leaseMs)
     )
     if (this.finished || Exit.isFailure(exit)) return // a failed renewal is retried on the next beat
     const row = exit.value

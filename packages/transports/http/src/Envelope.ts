@@ -4,7 +4,7 @@
  * response. Nothing but a reason code and a prepared sentence ever reaches a
  * client: no stack, no SQL, no secret.
  */
-import { httpStatusOf, Id, type Principal, type ReasonCode } from "@baton/core"
+import { Id, type Principal, type ReasonCode, toApiError } from "@baton/core"
 import type { Context, MiddlewareHandler } from "hono"
 import type { ContentfulStatusCode } from "hono/utils/http-status"
 
@@ -51,35 +51,17 @@ export const errorResponse = (
   )
 }
 
-interface Tagged {
-  readonly _tag: string
-  readonly reason_code: ReasonCode
-  readonly message: string
-  readonly details?: ReadonlyArray<{ path: string; message: string }>
-  readonly retry_after_ms?: number
-}
-
-const isTagged = (e: unknown): e is Tagged =>
-  typeof e === "object" &&
-  e !== null &&
-  typeof (e as Tagged)._tag === "string" &&
-  typeof (e as Tagged).reason_code === "string" &&
-  typeof (e as Tagged).message === "string"
-
 /** Any error thrown by a route, as the envelope. Unknown errors are 500 INTERNAL, with nothing of their text. */
 export const toErrorResponse = (c: Context<ApiEnv>, error: unknown): Response => {
   if (error instanceof HttpFailure) return errorResponse(c, error.status, error.reason_code, error.message)
-  if (isTagged(error) && error.reason_code !== "INTERNAL") {
-    const status = httpStatusOf(error.reason_code) as ContentfulStatusCode
-    if (status === 503 && typeof error.retry_after_ms === "number")
-      c.header("retry-after", String(Math.max(1, Math.ceil(error.retry_after_ms / 1000))))
-    return errorResponse(
-      c,
-      status,
-      error.reason_code,
-      error.message,
-      error.details !== undefined && error.details.length > 0 ? error.details : undefined
-    )
-  }
-  return errorResponse(c, 500, "INTERNAL", "Internal error.")
+  // The same mapping the in-process transport uses: one table for both.
+  const api = toApiError(error)
+  if (api.retry_after !== null) c.header("retry-after", String(api.retry_after))
+  return errorResponse(
+    c,
+    api.status as ContentfulStatusCode,
+    api.reason_code as ReasonCode,
+    api.message,
+    api.details
+  )
 }

@@ -10,9 +10,10 @@ import {
   type Principal,
   type RunEvent,
   type RunsClient,
-  type StreamOptions
+  type StreamOptions,
+  toApiError
 } from "@baton/core"
-import { call, toApiError } from "./internal/toApiError.js"
+import { call } from "./internal/call.js"
 
 export const createInProcessClient = (
   engine: BatonEngine,

@@ -16,12 +16,12 @@ import {
   type RunsClient,
   StorageError,
   storageUnavailable,
-  TransitionRejected
+  TransitionRejected,
+  toApiError
 } from "@baton/core"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import { createInProcessClient } from "../src/index.js"
-import { toApiError } from "../src/internal/toApiError.js"
 
 const handlers = {
   default: async (run: RunContext) => {
