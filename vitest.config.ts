@@ -22,6 +22,8 @@ export default defineConfig({
     projects: [
       project("core", "packages/core/test/**/*.test.ts"),
       project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),
+      project("adapter-postgres", "packages/adapters/postgres/test/**/*.test.ts"),
+      project("adapter-redis", "packages/adapters/redis/test/**/*.test.ts"),
       project("adapter-conformance", "packages/adapters/conformance/test/**/*.test.ts"),
       project("examples", "examples/**/*.test.ts"),
       project("transport-in-process", "packages/transports/in-process/test/**/*.test.ts"),

@@ -48,6 +48,7 @@ import {
   RUN_ID_PATTERN,
   type Run,
   type RunRecord,
+  RunId,
   RunStatus,
   toPublicRun
 } from "./Run.js"
@@ -226,7 +227,10 @@ export interface RunPage {
   readonly next_cursor: string | null
 }
 
-const CursorPayload = Schema.parseJson(Schema.Struct({ c: Schema.Number, i: Schema.String }))
+// Only what the API itself encodes: stores compare these as typed columns.
+const CursorPayload = Schema.parseJson(
+  Schema.Struct({ c: Schema.Int.pipe(Schema.between(0, 8.64e15)), i: RunId })
+)
 const encodeCursor = (run: RunRecord): string =>
   Buffer.from(JSON.stringify({ c: run.created_at, i: run.id }), "utf8").toString("base64url")
 const decodeCursor = (cursor: string): Effect.Effect<ListCursor, ValidationError> =>

@@ -28,12 +28,21 @@ export const isTerminal = (status: RunStatus): boolean => TERMINAL_STATUSES.has(
 export const RUN_ID_PATTERN = /^run_[0-9A-HJKMNP-TV-Z]{26}$/
 export const RunId = Schema.String.pipe(Schema.pattern(RUN_ID_PATTERN, { identifier: "RunId" }))
 
+/**
+ * Text every store can index as it is: no U+0000 and no unpaired surrogate
+ * (Postgres text and jsonb refuse both). Metadata is an index, so it is held
+ * to this; payloads (input, output, events) may carry any JSON string.
+ */
+const IndexableText = Schema.String.pipe(
+  Schema.filter((s) => (!s.includes("\u0000") && s.isWellFormed()) || "contains U+0000 or an unpaired surrogate")
+)
+
 /** Metadata: ≤ 50 keys of ≤ 64 characters, values string (≤ 512) | number | boolean. */
 export const METADATA_MAX_KEYS = 50
 export const Metadata = Schema.Record({
-  key: Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  key: IndexableText.pipe(Schema.minLength(1), Schema.maxLength(64)),
   value: Schema.Union(
-    Schema.String.pipe(Schema.maxLength(512)),
+    IndexableText.pipe(Schema.maxLength(512)),
     Schema.Number.pipe(Schema.finite()),
     Schema.Boolean
   )

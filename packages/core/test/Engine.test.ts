@@ -196,6 +196,10 @@ describe("createRun", () => {
           "metadata"
         ],
         [{ input: 1, metadata: { k: { nested: true } } }, "metadata.k"],
+        // Metadata is indexed: text no store can index as it is (U+0000, unpaired surrogates) is refused.
+        [{ input: 1, metadata: { k: "a\u0000b" } }, "metadata.k"],
+        [{ input: 1, metadata: { k: "\ud800" } }, "metadata.k"],
+        [{ input: 1, metadata: { "k\u0000": 1 } }, "metadata"],
         [{ input: 1, handler: "bad name!" }, "handler"],
         [{ input: 1, limits: { max_steps: 0 } }, "limits.max_steps"],
         [{ input: 1, limits: { unknown_limit: 1 } }, "limits.unknown_limit"]
@@ -312,7 +316,8 @@ describe("listRuns", () => {
 
   it.effect("refuses bad queries and forged cursors", () =>
     Effect.gen(function* () {
-      const forged = Buffer.from(JSON.stringify({ c: "x" })).toString("base64url")
+      const forge = (payload: unknown) => Buffer.from(JSON.stringify(payload)).toString("base64url")
+      const forged = forge({ c: "x" })
       for (const query of [
         null,
         { limit: 0 },
@@ -323,6 +328,9 @@ describe("listRuns", () => {
         { created_after: "yesterday" },
         { cursor: "%%%" },
         { cursor: forged },
+        // Well-formed JSON, but not what the API encodes: a cursor names a run id and a ms timestamp.
+        { cursor: forge({ c: 1, i: "x\u0000" }) },
+        { cursor: forge({ c: 1e300, i: "run_01JD0000000000000000000000" }) },
         { cursor: "x".repeat(600) },
         { unknown: 1 }
       ]) {
