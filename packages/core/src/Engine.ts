@@ -47,8 +47,8 @@ import {
   Metadata,
   RUN_ID_PATTERN,
   type Run,
-  type RunRecord,
   RunId,
+  type RunRecord,
   RunStatus,
   toPublicRun
 } from "./Run.js"

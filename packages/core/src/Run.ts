@@ -34,7 +34,9 @@ export const RunId = Schema.String.pipe(Schema.pattern(RUN_ID_PATTERN, { identif
  * to this; payloads (input, output, events) may carry any JSON string.
  */
 const IndexableText = Schema.String.pipe(
-  Schema.filter((s) => (!s.includes("\u0000") && s.isWellFormed()) || "contains U+0000 or an unpaired surrogate")
+  Schema.filter(
+    (s) => (!s.includes("\u0000") && s.isWellFormed()) || "contains U+0000 or an unpaired surrogate"
+  )
 )
 
 /** Metadata: ≤ 50 keys of ≤ 64 characters, values string (≤ 512) | number | boolean. */
