@@ -10,6 +10,8 @@ beforeAll(async () => {
     config: loadConfig({
       PORT: "0",
       HOST: "127.0.0.1",
+      // The example is about the API; the default (PGlite in .baton/data) would write into the repository.
+      BATON_STORAGE: "memory",
       BATON_BOOTSTRAP_KEY: KEY,
       BATON_WORKER_CONCURRENCY: "2"
     })

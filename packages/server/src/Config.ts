@@ -1,17 +1,23 @@
 /**
  * The server's configuration, read from environment variables (SPEC §8).
  * Every problem is reported at once, naming the variable and the expected
- * form; a secret value (the bootstrap key) is never repeated back.
+ * form; a secret value (the bootstrap key, the Postgres URL) is never
+ * repeated back.
  */
+import { resolve } from "node:path"
 import { inspect } from "node:util"
 import { parseKey } from "@baton/core"
 
 /** Storage names this build can start. */
-export type StorageName = "memory"
+export type StorageName = "pglite" | "memory" | "postgres"
+const AVAILABLE_STORAGE: ReadonlyArray<StorageName> = ["pglite", "memory", "postgres"]
 /** Every name BATON_STORAGE recognises, started or not by this build. */
-export const STORAGE_NAMES = ["memory", "pglite", "postgres", "redis", "mongo"] as const
+export const STORAGE_NAMES = ["pglite", "memory", "postgres", "redis", "mongo"] as const
 /** Recognised names whose adapters are not part of this build yet. */
-const NOT_YET_AVAILABLE: ReadonlySet<string> = new Set(["pglite", "postgres", "redis", "mongo"])
+const NOT_YET_AVAILABLE: ReadonlySet<string> = new Set(["redis", "mongo"])
+
+export const POSTGRES_FEEDS = ["listen", "poll"] as const
+export type PostgresFeed = (typeof POSTGRES_FEEDS)[number]
 
 export const LOG_LEVELS = ["debug", "info", "warn", "error", "silent"] as const
 export type LogLevel = (typeof LOG_LEVELS)[number]
@@ -41,8 +47,17 @@ export interface ServerConfig {
   readonly port: number
   /** `HOST`: the address to listen on; default `0.0.0.0`. */
   readonly host: string
-  /** `BATON_STORAGE`: default `memory` in this build (PGlite becomes the default later). */
+  /** `BATON_STORAGE`: default `pglite` (durable, embedded, in `dataDir`). */
   readonly storage: StorageName
+  /** `BATON_DATA_DIR`, absolute: where PGlite keeps its files; default `.baton/data` in the working directory. */
+  readonly dataDir: string
+  /** The Postgres server's settings; set exactly when `storage` is `postgres`. */
+  readonly postgres: PostgresConfig | null
+  /**
+   * `BATON_AUTO_MIGRATE`: apply pending schema migrations at start (default true). False only checks
+   * the schema and refuses to start when it is behind, for deployments that run `baton migrate` apart.
+   */
+  readonly autoMigrate: boolean
   /** `BATON_BOOTSTRAP_KEY`: `key_id:secret` ensured at start; null = create one when storage has none. */
   readonly bootstrapKey: Secret | null
   /** `BATON_WORKER_CONCURRENCY`: runs executed at once; 0 = no worker (API only). Default 10. */
@@ -55,12 +70,35 @@ export interface ServerConfig {
   readonly shutdownGraceMs: number
 }
 
+export interface PostgresConfig {
+  /** `BATON_POSTGRES_URL`: `postgres://user:password@host:port/database`; may carry a password. */
+  readonly url: Secret
+  /** `BATON_POSTGRES_SCHEMA`: the schema holding Baton's tables; default `baton`. */
+  readonly schema: string
+  /** `BATON_POSTGRES_FEED`: `listen` (default; LISTEN/NOTIFY) or `poll` (for transaction-pooling proxies). */
+  readonly feed: PostgresFeed
+  /** `BATON_POSTGRES_POOL_SIZE`: connections in the pool; null = the adapter's default (10). */
+  readonly poolSize: number | null
+}
+
 export const DEFAULT_PORT = 3000
 export const DEFAULT_HOST = "0.0.0.0"
 export const DEFAULT_WORKER_CONCURRENCY = 10
 /** The largest concurrency a worker can claim for (a claim's bound). */
 export const MAX_WORKER_CONCURRENCY = 1000
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
+/** Relative to the working directory (where `pnpm start` was typed). */
+export const DEFAULT_DATA_DIR = ".baton/data"
+export const DEFAULT_POSTGRES_SCHEMA = "baton"
+export const MAX_POSTGRES_POOL_SIZE = 1000
+/** The schema names the Postgres adapter accepts: plain identifiers, short enough to name a LISTEN channel. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,47}$/
+const BOOLEANS: ReadonlyMap<string, boolean> = new Map([
+  ["true", true],
+  ["1", true],
+  ["false", false],
+  ["0", false]
+])
 
 export interface ConfigProblem {
   readonly variable: string
@@ -102,7 +140,29 @@ const isOrigin = (value: string): boolean => {
   return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value.replace(/\/$/, "")
 }
 
-export const loadConfig = (env: NodeJS.ProcessEnv): ServerConfig => {
+/**
+ * Whether a value is a Postgres URL. Only the scheme is checked: the driver
+ * accepts forms a WHATWG URL does not (a socket path with credentials and no host).
+ */
+const isPostgresUrl = (value: string): boolean => /^postgres(ql)?:\/\/\S*$/i.test(value)
+
+/**
+ * Where a Postgres URL points, for logs and messages: `host:port/database`,
+ * never the user's password (nor the query string, which may carry one).
+ */
+export const describePostgresUrl = (url: Secret): string => {
+  const value = url.reveal()
+  if (!URL.canParse(value)) return "(a URL not shown)"
+  const { hostname, port, pathname } = new URL(value)
+  const database = decodeURIComponent(pathname.replace(/^\//, ""))
+  return `${hostname === "" ? "(local socket)" : hostname}${port === "" ? "" : `:${port}`}/${database}`
+}
+
+/**
+ * Reads the configuration from `env`. `cwd` is what a relative `BATON_DATA_DIR`
+ * (and the default) resolves against: where the operator started the server.
+ */
+export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()): ServerConfig => {
   const problems: ConfigProblem[] = []
   const problem = (variable: string, message: string) => problems.push({ variable, message })
 
@@ -123,21 +183,101 @@ export const loadConfig = (env: NodeJS.ProcessEnv): ServerConfig => {
     else host = rawHost
   }
 
-  let storage: StorageName = "memory"
+  let storage: StorageName = "pglite"
   const rawStorage = read(env, "BATON_STORAGE")
   if (rawStorage !== undefined) {
-    const name = rawStorage.toLowerCase()
-    if (name === "memory") storage = "memory"
-    else if (NOT_YET_AVAILABLE.has(name))
+    const name = AVAILABLE_STORAGE.find((n) => n === rawStorage.toLowerCase())
+    if (name !== undefined) storage = name
+    else if (NOT_YET_AVAILABLE.has(rawStorage.toLowerCase()))
       problem(
         "BATON_STORAGE",
-        `BATON_STORAGE=${name} is not available yet in this build; use BATON_STORAGE=memory (the default today).`
+        `BATON_STORAGE=${rawStorage.toLowerCase()} is not available yet in this build; use pglite (the default), ` +
+          "memory or postgres."
       )
     else
       problem(
         "BATON_STORAGE",
-        `BATON_STORAGE must be one of ${STORAGE_NAMES.join(", ")} (got ${shown(rawStorage)}); only memory is available in this build.`
+        `BATON_STORAGE must be one of ${STORAGE_NAMES.join(", ")} (got ${shown(rawStorage)}); ` +
+          `${[...NOT_YET_AVAILABLE].join(" and ")} are not available yet in this build.`
       )
+  }
+
+  const rawDataDir = read(env, "BATON_DATA_DIR")
+  const dataDir = resolve(cwd, rawDataDir ?? DEFAULT_DATA_DIR)
+
+  // The Postgres variables are checked whenever they are set: a typo is worth hearing about before
+  // the day BATON_STORAGE switches to postgres.
+  const rawUrl = read(env, "BATON_POSTGRES_URL")
+  let url: Secret | null = null
+  if (rawUrl !== undefined) {
+    if (!isPostgresUrl(rawUrl))
+      // Never the value: it may hold a password.
+      problem(
+        "BATON_POSTGRES_URL",
+        "BATON_POSTGRES_URL must be a URL such as postgres://user:password@host:5432/database " +
+          "(the value is not shown)."
+      )
+    else url = new Secret(rawUrl)
+  } else if (storage === "postgres")
+    problem(
+      "BATON_POSTGRES_URL",
+      "BATON_POSTGRES_URL must be set when BATON_STORAGE=postgres, e.g. " +
+        "postgres://user:password@host:5432/database."
+    )
+  if (rawUrl !== undefined && rawStorage === undefined)
+    // Without this the server would quietly keep its data in PGlite while the operator looks in Postgres.
+    problem(
+      "BATON_STORAGE",
+      "BATON_POSTGRES_URL is set but BATON_STORAGE is not: set BATON_STORAGE=postgres to use that database " +
+        "(or BATON_STORAGE=pglite to keep the embedded store and ignore the URL)."
+    )
+
+  let schema = DEFAULT_POSTGRES_SCHEMA
+  const rawSchema = read(env, "BATON_POSTGRES_SCHEMA")
+  if (rawSchema !== undefined) {
+    if (!SCHEMA_NAME.test(rawSchema))
+      problem(
+        "BATON_POSTGRES_SCHEMA",
+        "BATON_POSTGRES_SCHEMA must be 1 to 48 lowercase letters, digits or _, not starting with a digit " +
+          `(got ${shown(rawSchema)}).`
+      )
+    else schema = rawSchema
+  }
+
+  let feed: PostgresFeed = "listen"
+  const rawFeed = read(env, "BATON_POSTGRES_FEED")
+  if (rawFeed !== undefined) {
+    const mode = POSTGRES_FEEDS.find((f) => f === rawFeed.toLowerCase())
+    if (mode === undefined)
+      problem(
+        "BATON_POSTGRES_FEED",
+        `BATON_POSTGRES_FEED must be listen (LISTEN/NOTIFY) or poll (for transaction-pooling proxies) (got ${shown(rawFeed)}).`
+      )
+    else feed = mode
+  }
+
+  let poolSize: number | null = null
+  const rawPoolSize = read(env, "BATON_POSTGRES_POOL_SIZE")
+  if (rawPoolSize !== undefined) {
+    const n = parseInteger(rawPoolSize)
+    if (n === null || n < 1 || n > MAX_POSTGRES_POOL_SIZE)
+      problem(
+        "BATON_POSTGRES_POOL_SIZE",
+        `BATON_POSTGRES_POOL_SIZE must be an integer from 1 to ${MAX_POSTGRES_POOL_SIZE} (got ${shown(rawPoolSize)}).`
+      )
+    else poolSize = n
+  }
+
+  let autoMigrate = true
+  const rawAutoMigrate = read(env, "BATON_AUTO_MIGRATE")
+  if (rawAutoMigrate !== undefined) {
+    const value = BOOLEANS.get(rawAutoMigrate.toLowerCase())
+    if (value === undefined)
+      problem(
+        "BATON_AUTO_MIGRATE",
+        `BATON_AUTO_MIGRATE must be true or false (false: run \`baton migrate\` yourself; got ${shown(rawAutoMigrate)}).`
+      )
+    else autoMigrate = value
   }
 
   let bootstrapKey: Secret | null = null
@@ -199,6 +339,9 @@ export const loadConfig = (env: NodeJS.ProcessEnv): ServerConfig => {
     port,
     host,
     storage,
+    dataDir,
+    postgres: storage === "postgres" && url !== null ? { url, schema, feed, poolSize } : null,
+    autoMigrate,
     bootstrapKey,
     workerConcurrency,
     corsOrigins,

@@ -1,12 +1,11 @@
 /**
  * The self-host composition root: config → tsyringe container → engine →
- * bootstrap key → worker → Hono app → HTTP server, and the graceful shutdown
- * that undoes it in reverse. Needs the `reflect-metadata` polyfill loaded
- * first (tsyringe asks for it); `main.ts` imports it.
+ * storage opened → bootstrap key → worker → Hono app → HTTP server, and the
+ * graceful shutdown that undoes it in reverse. Needs the `reflect-metadata`
+ * polyfill loaded first (tsyringe asks for it); `main.ts` imports it.
  */
 import { Server as HttpServer } from "node:http"
 import type { AddressInfo } from "node:net"
-import { memoryStorage } from "@baton/adapter-memory"
 import {
   ALL_SCOPES,
   type AnyHandler,
@@ -23,6 +22,7 @@ import { serve } from "@hono/node-server"
 import { container } from "tsyringe"
 import { ConfigError, keyIdOf, type LogLevel, type ServerConfig } from "./Config.js"
 import { demoHandler } from "./DemoHandler.js"
+import { describeStorage, StorageStartError, storageFor } from "./ServerStorage.js"
 
 export interface StartServerOptions {
   readonly config: ServerConfig
@@ -48,13 +48,6 @@ export interface RunningServer {
 
 const LEVELS: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 }
 
-const storageFor = (config: ServerConfig): StorageAdapter => {
-  switch (config.storage) {
-    case "memory":
-      return memoryStorage()
-  }
-}
-
 /** A URL a client on this machine can connect to, for the host listened on. */
 const connectableUrl = (host: string, port: number): string => {
   const local = host === "0.0.0.0" ? "127.0.0.1" : host === "::" || host === "[::]" ? "::1" : host
@@ -67,6 +60,12 @@ const hasUsableKey = async (engine: BatonEngine): Promise<boolean> => {
   const keys = await engine.listKeys(LOCAL_PRINCIPAL)
   return keys.some((k) => k.revoked_at === null && (k.expires_at === null || Date.parse(k.expires_at) > now))
 }
+
+/** A storage failure's own message: adapters write it for operators, without SQL or secrets. */
+const storageMessage = (error: unknown): string =>
+  typeof error === "object" && error !== null && "message" in error && typeof error.message === "string"
+    ? error.message
+    : "unknown error."
 
 /** `ensureKey` found the key id with another secret, revoked or expired. */
 const isKeyRefused = (error: unknown): boolean =>
@@ -136,7 +135,18 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
   }
 
   try {
-    log("info", `Storage: ${storage.name}.`)
+    const where =
+      options.storage === undefined
+        ? describeStorage(config)
+        : `${storage.name} (supplied in code; BATON_STORAGE is not used)`
+    log("info", `Storage: ${where}.`)
+    // Opened here rather than by the first request, so an unreachable database, a data directory in use
+    // or a schema of the wrong version ends the start with its reason.
+    try {
+      await engine.ping()
+    } catch (error) {
+      throw new StorageStartError(`Storage ${where} failed to start: ${storageMessage(error)}`)
+    }
     let createdKey: string | null = null
     if (config.bootstrapKey !== null) {
       const keyId = keyIdOf(config.bootstrapKey)

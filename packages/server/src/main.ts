@@ -2,11 +2,15 @@
  * `pnpm start`: the server from environment variables, plus `baton.config.ts`
  * when the directory `pnpm start` was run in has one. SIGTERM or SIGINT shuts
  * down gracefully and exits 0; a second signal exits at once.
+ *
+ * `pnpm start migrate` (`main.ts migrate`, i.e. `baton migrate`): applies the
+ * configured store's pending schema migrations and exits, 0 when it is current.
  */
 import "reflect-metadata"
 import { ConfigError, loadConfig, type ServerConfig } from "./Config.js"
 import { type BatonFileConfig, CONFIG_FILE, loadConfigFile } from "./ConfigFile.js"
 import { type RunningServer, startServer } from "./Server.js"
+import { migrateStorage, StorageStartError } from "./ServerStorage.js"
 
 const fail = (message: string): never => {
   process.stderr.write(`baton: ${message}\n`)
@@ -18,21 +22,27 @@ const messageOf = (error: unknown): string => (error instanceof Error ? error.me
 const hostForUrl = (host: string): string =>
   host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
 
-const main = async (): Promise<void> => {
-  let config: ServerConfig
+// pnpm runs the script in packages/server; INIT_CWD is where `pnpm start` was typed, and so where
+// baton.config.ts and a relative BATON_DATA_DIR are looked for.
+const workingDir = process.env.INIT_CWD ?? process.cwd()
+
+const readConfig = (): ServerConfig => {
   try {
-    config = loadConfig(process.env)
+    return loadConfig(process.env, workingDir)
   } catch (error) {
     return fail(messageOf(error))
   }
+}
+
+const serve = async (): Promise<void> => {
+  const config = readConfig()
   const out = (line: string) => {
     if (config.logLevel !== "silent") process.stdout.write(`${line}\n`)
   }
 
   let file: BatonFileConfig | null
   try {
-    // pnpm runs the script in packages/server; INIT_CWD is where `pnpm start` was typed.
-    file = await loadConfigFile(process.env.INIT_CWD ?? process.cwd())
+    file = await loadConfigFile(workingDir)
   } catch (error) {
     return fail(
       error instanceof ConfigError ? error.message : `${CONFIG_FILE} failed to load: ${messageOf(error)}`
@@ -52,7 +62,8 @@ const main = async (): Promise<void> => {
       log: out
     })
   } catch (error) {
-    if (error instanceof ConfigError) return fail(error.message)
+    // Both carry a complete one-line message written for the operator.
+    if (error instanceof ConfigError || error instanceof StorageStartError) return fail(error.message)
     if (config.logLevel === "debug") console.error(error)
     return fail(`failed to start: ${messageOf(error)}`)
   }
@@ -72,4 +83,31 @@ const main = async (): Promise<void> => {
   process.on("SIGINT", stop)
 }
 
-await main()
+const migrateCommand = async (): Promise<void> => {
+  const config = readConfig()
+  try {
+    const report = await migrateStorage(config)
+    if (config.storage === "memory")
+      process.stdout.write(`Nothing to migrate: ${report.target} keeps no schema.\n`)
+    else if (report.applied.length === 0)
+      process.stdout.write(`${report.target} is up to date (schema version ${report.to}).\n`)
+    else {
+      process.stdout.write(
+        `Migrated ${report.target} from schema version ${report.from} to ${report.to}, applying:\n`
+      )
+      for (const m of report.applied) process.stdout.write(`  ${m.version} ${m.name}\n`)
+    }
+  } catch (error) {
+    if (error instanceof StorageStartError) return fail(error.message)
+    if (config.logLevel === "debug") console.error(error)
+    return fail(`migrate failed: ${messageOf(error)}`)
+  }
+  process.exit(0)
+}
+
+const USAGE = "usage: main.ts [migrate] (no argument: start the server)"
+
+const command = process.argv[2]
+if (command === undefined) await serve()
+else if (command === "migrate") await migrateCommand()
+else fail(`unknown command ${JSON.stringify(command)}; ${USAGE}`)

@@ -1,8 +1,11 @@
+import { resolve } from "node:path"
 import { inspect } from "node:util"
 import { describe, expect, it } from "vitest"
-import { ConfigError, loadConfig, Secret } from "../src/Config.js"
+import { ConfigError, describePostgresUrl, loadConfig, Secret } from "../src/Config.js"
 
 const KEY = "key_bootstrap0001:s3cr3t-s3cr3t-s3cr3t-abcdef"
+const PG_PASSWORD = "hunter2-pg-password"
+const PG_URL = `postgres://baton:${PG_PASSWORD}@db.internal:5433/baton_prod?sslmode=require`
 
 const failure = (env: NodeJS.ProcessEnv): ConfigError => {
   try {
@@ -16,10 +19,13 @@ const failure = (env: NodeJS.ProcessEnv): ConfigError => {
 
 describe("loadConfig", () => {
   it("has defaults for everything", () => {
-    expect(loadConfig({})).toEqual({
+    expect(loadConfig({}, "/srv/app")).toEqual({
       port: 3000,
       host: "0.0.0.0",
-      storage: "memory",
+      storage: "pglite",
+      dataDir: "/srv/app/.baton/data",
+      postgres: null,
+      autoMigrate: true,
       bootstrapKey: null,
       workerConcurrency: 10,
       corsOrigins: [],
@@ -64,6 +70,15 @@ describe("loadConfig", () => {
     ["PORT", "80.5"],
     ["HOST", "local host"],
     ["BATON_STORAGE", "sqlite"],
+    ["BATON_POSTGRES_SCHEMA", "Baton"],
+    ["BATON_POSTGRES_SCHEMA", "1baton"],
+    ["BATON_POSTGRES_SCHEMA", "baton;drop"],
+    ["BATON_POSTGRES_FEED", "notify"],
+    ["BATON_POSTGRES_POOL_SIZE", "0"],
+    ["BATON_POSTGRES_POOL_SIZE", "1001"],
+    ["BATON_POSTGRES_POOL_SIZE", "many"],
+    ["BATON_AUTO_MIGRATE", "yes please"],
+    ["BATON_AUTO_MIGRATE", "constructor"],
     ["BATON_WORKER_CONCURRENCY", "-1"],
     ["BATON_WORKER_CONCURRENCY", "ten"],
     ["BATON_WORKER_CONCURRENCY", "1001"],
@@ -78,11 +93,95 @@ describe("loadConfig", () => {
     expect(error.message).toMatch(/must be/)
   })
 
-  it.each(["pglite", "postgres", "redis", "mongo"])("says BATON_STORAGE=%s is not available yet", (name) => {
+  it.each(["redis", "mongo"])("says BATON_STORAGE=%s is not available yet", (name) => {
     const error = failure({ BATON_STORAGE: name })
     expect(error.variable).toBe("BATON_STORAGE")
     expect(error.message).toContain(`BATON_STORAGE=${name} is not available yet in this build`)
-    expect(error.message).toContain("memory (the default today)")
+    expect(error.message).toContain("pglite (the default)")
+  })
+
+  it("resolves BATON_DATA_DIR against the working directory, and keeps an absolute one", () => {
+    expect(loadConfig({ BATON_DATA_DIR: "var/baton" }, "/srv/app").dataDir).toBe("/srv/app/var/baton")
+    expect(loadConfig({ BATON_DATA_DIR: "/data/baton" }, "/srv/app").dataDir).toBe("/data/baton")
+    expect(loadConfig({}).dataDir).toBe(resolve(".baton/data"))
+  })
+
+  it("reads memory and pglite storage, and BATON_AUTO_MIGRATE", () => {
+    expect(loadConfig({ BATON_STORAGE: "memory" })).toMatchObject({ storage: "memory", postgres: null })
+    expect(loadConfig({ BATON_STORAGE: "PGlite", BATON_AUTO_MIGRATE: "false" })).toMatchObject({
+      storage: "pglite",
+      postgres: null,
+      autoMigrate: false
+    })
+    expect(loadConfig({ BATON_AUTO_MIGRATE: "1" }).autoMigrate).toBe(true)
+    expect(loadConfig({ BATON_AUTO_MIGRATE: "0" }).autoMigrate).toBe(false)
+  })
+
+  it("reads the postgres settings, with their defaults", () => {
+    const config = loadConfig({ BATON_STORAGE: "postgres", BATON_POSTGRES_URL: PG_URL })
+    expect(config).toMatchObject({
+      storage: "postgres",
+      autoMigrate: true,
+      postgres: { schema: "baton", feed: "listen", poolSize: null }
+    })
+    expect(config.postgres?.url.reveal()).toBe(PG_URL)
+    const tuned = loadConfig({
+      BATON_STORAGE: "postgres",
+      BATON_POSTGRES_URL: "postgresql://127.0.0.1/test",
+      BATON_POSTGRES_SCHEMA: "baton_tenant_1",
+      BATON_POSTGRES_FEED: "POLL",
+      BATON_POSTGRES_POOL_SIZE: "25",
+      BATON_AUTO_MIGRATE: "FALSE"
+    })
+    expect(tuned).toMatchObject({
+      autoMigrate: false,
+      postgres: { schema: "baton_tenant_1", feed: "poll", poolSize: 25 }
+    })
+  })
+
+  it("requires BATON_POSTGRES_URL for postgres storage", () => {
+    const error = failure({ BATON_STORAGE: "postgres" })
+    expect(error.variable).toBe("BATON_POSTGRES_URL")
+    expect(error.message).toContain("BATON_POSTGRES_URL must be set when BATON_STORAGE=postgres")
+  })
+
+  it("refuses a BATON_POSTGRES_URL without BATON_STORAGE rather than quietly using PGlite", () => {
+    const error = failure({ BATON_POSTGRES_URL: PG_URL })
+    expect(error.variable).toBe("BATON_STORAGE")
+    expect(error.message).toContain("set BATON_STORAGE=postgres")
+    expect(error.message).not.toContain(PG_PASSWORD)
+    // Chosen explicitly, the URL is ignored.
+    expect(loadConfig({ BATON_STORAGE: "pglite", BATON_POSTGRES_URL: PG_URL }).postgres).toBeNull()
+  })
+
+  it.each([
+    `mysql://baton:${PG_PASSWORD}@db:3306/baton`,
+    `baton:${PG_PASSWORD}@db:5432/baton`,
+    `host=db password=${PG_PASSWORD}`
+  ])("rejects a BATON_POSTGRES_URL that is not a postgres URL without echoing it (%#)", (url) => {
+    const error = failure({ BATON_STORAGE: "postgres", BATON_POSTGRES_URL: url })
+    expect(error.variable).toBe("BATON_POSTGRES_URL")
+    expect(error.message).toContain("BATON_POSTGRES_URL must be a URL such as postgres://")
+    expect(error.message).not.toContain(PG_PASSWORD)
+    expect(String(error.stack)).not.toContain(PG_PASSWORD)
+  })
+
+  it("never shows the postgres URL when the config is logged or serialised", () => {
+    const config = loadConfig({ BATON_STORAGE: "postgres", BATON_POSTGRES_URL: PG_URL })
+    expect(inspect(config, { depth: 10 })).not.toContain(PG_PASSWORD)
+    expect(JSON.stringify(config)).not.toContain(PG_PASSWORD)
+    expect(config.postgres?.url).toBeInstanceOf(Secret)
+  })
+
+  it("describes a postgres URL by host, port and database only", () => {
+    expect(describePostgresUrl(new Secret(PG_URL))).toBe("db.internal:5433/baton_prod")
+    expect(describePostgresUrl(new Secret("postgres://127.0.0.1/test"))).toBe("127.0.0.1/test")
+    expect(describePostgresUrl(new Secret("postgres:///baton?host=/run/postgresql"))).toBe(
+      "(local socket)/baton"
+    )
+    expect(describePostgresUrl(new Secret(`postgres://baton:${PG_PASSWORD}@/baton?host=/run/pg`))).toBe(
+      "(a URL not shown)"
+    )
   })
 
   it.each([
@@ -102,9 +201,19 @@ describe("loadConfig", () => {
   })
 
   it("reports every bad variable at once", () => {
-    const error = failure({ PORT: "x", BATON_WORKER_CONCURRENCY: "y", BATON_BOOTSTRAP_KEY: "key_x:nope" })
+    const error = failure({
+      PORT: "x",
+      BATON_STORAGE: "postgres",
+      BATON_POSTGRES_FEED: "notify",
+      BATON_AUTO_MIGRATE: "maybe",
+      BATON_WORKER_CONCURRENCY: "y",
+      BATON_BOOTSTRAP_KEY: "key_x:nope"
+    })
     expect(error.problems.map((p) => p.variable)).toEqual([
       "PORT",
+      "BATON_POSTGRES_URL",
+      "BATON_POSTGRES_FEED",
+      "BATON_AUTO_MIGRATE",
       "BATON_BOOTSTRAP_KEY",
       "BATON_WORKER_CONCURRENCY"
     ])

@@ -14,8 +14,9 @@ afterEach(async () => {
   await Promise.all(engines.splice(0).map((e) => e.dispose()))
 })
 
+// Memory unless a test says otherwise: these tests are not about storage, and PGlite takes seconds to open.
 const configFor = (env: NodeJS.ProcessEnv = {}): ServerConfig => ({
-  ...loadConfig({ PORT: "0", HOST: "127.0.0.1", ...env }),
+  ...loadConfig({ PORT: "0", HOST: "127.0.0.1", BATON_STORAGE: "memory", ...env }),
   shutdownGraceMs: 100
 })
 
