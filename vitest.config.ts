@@ -29,7 +29,8 @@ export default defineConfig({
       project("transport-in-process", "packages/transports/in-process/test/**/*.test.ts"),
       project("transport-http", "packages/transports/http/test/**/*.test.ts"),
       project("server", "packages/server/test/**/*.test.ts"),
-      project("http", "tests/http/**/*.test.ts")
+      project("http", "tests/http/**/*.test.ts"),
+      project("cluster", "tests/cluster/**/*.test.ts")
     ]
   }
 })

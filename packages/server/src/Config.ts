@@ -62,6 +62,11 @@ export interface ServerConfig {
   readonly bootstrapKey: Secret | null
   /** `BATON_WORKER_CONCURRENCY`: runs executed at once; 0 = no worker (API only). Default 10. */
   readonly workerConcurrency: number
+  /**
+   * `BATON_WORKER_LEASE_MS`: how long a claimed run stays this worker's without a heartbeat; a
+   * crashed worker's runs are taken over this long after its last heartbeat. Default 30 000.
+   */
+  readonly workerLeaseMs: number
   /** `BATON_CORS_ORIGINS`: browser origins allowed to call the API; default none (CORS off). */
   readonly corsOrigins: ReadonlyArray<string>
   /** `BATON_LOG_LEVEL`: default `info`. */
@@ -79,6 +84,8 @@ export interface PostgresConfig {
   readonly feed: PostgresFeed
   /** `BATON_POSTGRES_POOL_SIZE`: connections in the pool; null = the adapter's default (10). */
   readonly poolSize: number | null
+  /** `BATON_POSTGRES_APPLICATION_NAME`: shown in `pg_stat_activity`; default `baton-server`. */
+  readonly applicationName: string
 }
 
 export const DEFAULT_PORT = 3000
@@ -87,6 +94,12 @@ export const DEFAULT_WORKER_CONCURRENCY = 10
 /** The largest concurrency a worker can claim for (a claim's bound). */
 export const MAX_WORKER_CONCURRENCY = 1000
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
+export const DEFAULT_WORKER_LEASE_MS = 30_000
+export const MIN_WORKER_LEASE_MS = 1000
+export const MAX_WORKER_LEASE_MS = 3_600_000
+export const DEFAULT_POSTGRES_APPLICATION_NAME = "baton-server"
+/** What Postgres keeps of an application_name: 63 bytes, printable ASCII here. */
+const APPLICATION_NAME = /^[\x20-\x7e]{1,63}$/
 /** Relative to the working directory (where `pnpm start` was typed). */
 export const DEFAULT_DATA_DIR = ".baton/data"
 export const DEFAULT_POSTGRES_SCHEMA = "baton"
@@ -305,6 +318,29 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     else workerConcurrency = n
   }
 
+  let workerLeaseMs = DEFAULT_WORKER_LEASE_MS
+  const rawLease = read(env, "BATON_WORKER_LEASE_MS")
+  if (rawLease !== undefined) {
+    const n = parseInteger(rawLease)
+    if (n === null || n < MIN_WORKER_LEASE_MS || n > MAX_WORKER_LEASE_MS)
+      problem(
+        "BATON_WORKER_LEASE_MS",
+        `BATON_WORKER_LEASE_MS must be an integer from ${MIN_WORKER_LEASE_MS} to ${MAX_WORKER_LEASE_MS} milliseconds (got ${shown(rawLease)}).`
+      )
+    else workerLeaseMs = n
+  }
+
+  let applicationName = DEFAULT_POSTGRES_APPLICATION_NAME
+  const rawApplicationName = read(env, "BATON_POSTGRES_APPLICATION_NAME")
+  if (rawApplicationName !== undefined) {
+    if (!APPLICATION_NAME.test(rawApplicationName))
+      problem(
+        "BATON_POSTGRES_APPLICATION_NAME",
+        `BATON_POSTGRES_APPLICATION_NAME must be 1 to 63 printable ASCII characters (got ${shown(rawApplicationName)}).`
+      )
+    else applicationName = rawApplicationName
+  }
+
   let corsOrigins: ReadonlyArray<string> = []
   const rawOrigins = read(env, "BATON_CORS_ORIGINS")
   if (rawOrigins !== undefined) {
@@ -340,10 +376,12 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     host,
     storage,
     dataDir,
-    postgres: storage === "postgres" && url !== null ? { url, schema, feed, poolSize } : null,
+    postgres:
+      storage === "postgres" && url !== null ? { url, schema, feed, poolSize, applicationName } : null,
     autoMigrate,
     bootstrapKey,
     workerConcurrency,
+    workerLeaseMs,
     corsOrigins,
     logLevel,
     shutdownGraceMs: DEFAULT_SHUTDOWN_GRACE_MS

@@ -179,7 +179,10 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
     }
 
     if (config.workerConcurrency > 0) {
-      worker = await engine.startWorker({ concurrency: config.workerConcurrency })
+      worker = await engine.startWorker({
+        concurrency: config.workerConcurrency,
+        leaseMs: config.workerLeaseMs
+      })
       log("info", `Worker ${worker.workerId} started (concurrency ${config.workerConcurrency}).`)
     } else log("info", "No worker (BATON_WORKER_CONCURRENCY=0): serving the API only.")
 

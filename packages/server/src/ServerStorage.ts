@@ -52,7 +52,7 @@ export const storageFor = (config: ServerConfig): StorageAdapter => {
         schema: postgres.schema,
         feed: postgres.feed,
         migrate: config.autoMigrate,
-        applicationName: "baton-server",
+        applicationName: postgres.applicationName,
         ...(postgres.poolSize === null ? {} : { poolSize: postgres.poolSize })
       })
     }

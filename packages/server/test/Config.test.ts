@@ -28,6 +28,7 @@ describe("loadConfig", () => {
       autoMigrate: true,
       bootstrapKey: null,
       workerConcurrency: 10,
+      workerLeaseMs: 30_000,
       corsOrigins: [],
       logLevel: "info",
       shutdownGraceMs: 10_000
@@ -82,6 +83,11 @@ describe("loadConfig", () => {
     ["BATON_WORKER_CONCURRENCY", "-1"],
     ["BATON_WORKER_CONCURRENCY", "ten"],
     ["BATON_WORKER_CONCURRENCY", "1001"],
+    ["BATON_WORKER_LEASE_MS", "999"],
+    ["BATON_WORKER_LEASE_MS", "3600001"],
+    ["BATON_WORKER_LEASE_MS", "30s"],
+    ["BATON_POSTGRES_APPLICATION_NAME", "x".repeat(64)],
+    ["BATON_POSTGRES_APPLICATION_NAME", "tab\there"],
     ["BATON_CORS_ORIGINS", "app.example.com"],
     ["BATON_CORS_ORIGINS", "https://app.example.com/path"],
     ["BATON_CORS_ORIGINS", "ftp://files.example.com"],
@@ -131,11 +137,14 @@ describe("loadConfig", () => {
       BATON_POSTGRES_SCHEMA: "baton_tenant_1",
       BATON_POSTGRES_FEED: "POLL",
       BATON_POSTGRES_POOL_SIZE: "25",
-      BATON_AUTO_MIGRATE: "FALSE"
+      BATON_POSTGRES_APPLICATION_NAME: "baton-eu-1",
+      BATON_AUTO_MIGRATE: "FALSE",
+      BATON_WORKER_LEASE_MS: "5000"
     })
     expect(tuned).toMatchObject({
       autoMigrate: false,
-      postgres: { schema: "baton_tenant_1", feed: "poll", poolSize: 25 }
+      workerLeaseMs: 5000,
+      postgres: { schema: "baton_tenant_1", feed: "poll", poolSize: 25, applicationName: "baton-eu-1" }
     })
   })
 
