@@ -30,7 +30,8 @@ export default defineConfig({
       project("transport-http", "packages/transports/http/test/**/*.test.ts"),
       project("server", "packages/server/test/**/*.test.ts"),
       project("http", "tests/http/**/*.test.ts"),
-      project("cluster", "tests/cluster/**/*.test.ts")
+      project("cluster", "tests/cluster/**/*.test.ts"),
+      project("bench-smoke", "bench/test/**/*.test.ts")
     ]
   }
 })
