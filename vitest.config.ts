@@ -24,6 +24,7 @@ export default defineConfig({
       project("adapter-memory", "packages/adapters/memory/test/**/*.test.ts"),
       project("adapter-postgres", "packages/adapters/postgres/test/**/*.test.ts"),
       project("adapter-redis", "packages/adapters/redis/test/**/*.test.ts"),
+      project("adapter-mongo", "packages/adapters/mongo/test/**/*.test.ts"),
       project("adapter-conformance", "packages/adapters/conformance/test/**/*.test.ts"),
       project("examples", "examples/**/*.test.ts"),
       project("transport-in-process", "packages/transports/in-process/test/**/*.test.ts"),
