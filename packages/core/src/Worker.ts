@@ -59,6 +59,10 @@ export interface WorkerHandle {
   readonly nudge: () => void
 }
 
+const CLAIM_FAILED = -1
+/** The longest pause between claims while the store keeps failing them. */
+const MAX_CLAIM_BACKOFF_MS = 5000
+
 export const DEFAULT_RETRY: RetryPolicy = {
   initialDelayMs: 1000,
   maxDelayMs: 60_000,
@@ -177,21 +181,30 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
         launch(run as RecordWithLease, log)
       }
       return claimed.length
-    }).pipe(Effect.catchAll(() => Effect.succeed(0)))
+    }).pipe(Effect.catchAll(() => Effect.succeed(CLAIM_FAILED)))
 
-    const idle = Effect.async<void>((resume) => {
-      const timer = setTimeout(() => resume(Effect.void), pollIntervalMs)
-      wake = () => {
-        clearTimeout(timer)
-        resume(Effect.void)
-      }
-      return Effect.sync(() => clearTimeout(timer))
-    })
+    const idleFor = (ms: number) =>
+      Effect.async<void>((resume) => {
+        const timer = setTimeout(() => resume(Effect.void), ms)
+        wake = () => {
+          clearTimeout(timer)
+          resume(Effect.void)
+        }
+        return Effect.sync(() => clearTimeout(timer))
+      })
 
     const claimLoop = Effect.gen(function* () {
+      // Consecutive failed claims: a store that is away is asked less and less often, not every poll.
+      let failures = 0
       while (!stopping) {
         const claimed = yield* claimOnce
-        if (claimed === 0 || executions.size >= concurrency) yield* idle
+        if (claimed === CLAIM_FAILED) {
+          failures++
+          yield* idleFor(Math.min(MAX_CLAIM_BACKOFF_MS, pollIntervalMs * 2 ** failures))
+          continue
+        }
+        failures = 0
+        if (claimed === 0 || executions.size >= concurrency) yield* idleFor(pollIntervalMs)
       }
     })
     const sweepLoop = Engine.sweep(100).pipe(

@@ -3,8 +3,10 @@
  * (The conformance suite repeats the durable-execution cases on every adapter.)
  */
 import { memoryStorage } from "@baton/adapter-memory"
+import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
 import { type BatonEngine, createEngine } from "../src/Container.js"
+import { storageUnavailable } from "../src/Errors.js"
 import type { Handler } from "../src/RunContext.js"
 
 const engines: BatonEngine[] = []
@@ -130,5 +132,40 @@ describe("worker", () => {
     const run = await until(engine, id, (s) => s === "failed")
     expect(run.error).toMatchObject({ reason_code: "HANDLER_ERROR" })
     expect(run.error?.message).toContain("Non-determinism")
+  })
+})
+
+describe("worker against a store that is away", () => {
+  it("backs off its claims while they fail, and claims again once the store answers", async () => {
+    const storage = memoryStorage()
+    let failing = true
+    let attempts = 0
+    const { runStore } = storage.store
+    const claim = runStore.claim
+    // The store's claims fail while `failing`: the same driver, its claim wrapped.
+    const flaky = {
+      ...storage,
+      layer: memoryStorage({
+        ...storage.store,
+        runStore: {
+          ...runStore,
+          claim: (req) => {
+            attempts++
+            return failing ? Effect.fail(storageUnavailable("away")) : claim(req)
+          }
+        }
+      }).layer
+    }
+    const engine = createEngine({ storage: flaky, handlers: { default: async () => "done" } })
+    engines.push(engine)
+    await engine.startWorker({ pollIntervalMs: 5 })
+    await new Promise((r) => setTimeout(r, 400))
+    // Polling every 5 ms would have made ~80 attempts; doubling pauses make a handful.
+    expect(attempts).toBeGreaterThan(0)
+    expect(attempts).toBeLessThan(20)
+    failing = false
+    const id = await createdId(engine, { input: 1 })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toBe("done")
   })
 })

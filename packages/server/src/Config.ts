@@ -6,6 +6,7 @@
  */
 import { resolve } from "node:path"
 import { inspect } from "node:util"
+import { SCHEMA_NAME } from "@baton/adapter-postgres"
 import { parseKey } from "@baton/core"
 
 /** Storage names this build can start. */
@@ -104,8 +105,6 @@ const APPLICATION_NAME = /^[\x20-\x7e]{1,63}$/
 export const DEFAULT_DATA_DIR = ".baton/data"
 export const DEFAULT_POSTGRES_SCHEMA = "baton"
 export const MAX_POSTGRES_POOL_SIZE = 1000
-/** The schema names the Postgres adapter accepts: plain identifiers, short enough to name a LISTEN channel. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,47}$/
 const BOOLEANS: ReadonlyMap<string, boolean> = new Map([
   ["true", true],
   ["1", true],
@@ -252,7 +251,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       problem(
         "BATON_POSTGRES_SCHEMA",
         "BATON_POSTGRES_SCHEMA must be 1 to 48 lowercase letters, digits or _, not starting with a digit " +
-          `(got ${shown(rawSchema)}).`
+          `nor pg_, and not information_schema (got ${shown(rawSchema)}).`
       )
     else schema = rawSchema
   }

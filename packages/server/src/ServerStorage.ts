@@ -5,6 +5,7 @@
  */
 import { memoryStorage } from "@baton/adapter-memory"
 import {
+  DataDirError,
   DataDirInUseError,
   DEFAULT_SCHEMA,
   type MigrateResult,
@@ -78,7 +79,12 @@ const SQLSTATE_MEANINGS: ReadonlyMap<string, string> = new Map([
  * quote SQL.
  */
 const migrateFailure = (error: unknown): string => {
-  if (error instanceof SchemaVersionError || error instanceof DataDirInUseError) return error.message
+  if (
+    error instanceof SchemaVersionError ||
+    error instanceof DataDirInUseError ||
+    error instanceof DataDirError
+  )
+    return error.message
   const code = typeof error === "object" && error !== null ? (error as { code?: unknown }).code : undefined
   if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code))
     return `the database refused (SQLSTATE ${code}${SQLSTATE_MEANINGS.has(code) ? `: ${SQLSTATE_MEANINGS.get(code)}` : ""}).`

@@ -74,6 +74,8 @@ describe("loadConfig", () => {
     ["BATON_POSTGRES_SCHEMA", "Baton"],
     ["BATON_POSTGRES_SCHEMA", "1baton"],
     ["BATON_POSTGRES_SCHEMA", "baton;drop"],
+    ["BATON_POSTGRES_SCHEMA", "pg_catalog"],
+    ["BATON_POSTGRES_SCHEMA", "information_schema"],
     ["BATON_POSTGRES_FEED", "notify"],
     ["BATON_POSTGRES_POOL_SIZE", "0"],
     ["BATON_POSTGRES_POOL_SIZE", "1001"],

@@ -8,8 +8,15 @@ import { type SqlExecutor, statement } from "./Executor.js"
 import { MIGRATIONS } from "./migrations/index.js"
 import type { Migration } from "./migrations/Migration.js"
 
-/** Schema names are plain identifiers: safe to quote, and short enough to name a LISTEN channel. */
-export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,47}$/
+/**
+ * Schema names are plain identifiers: safe to quote, and short enough to name a
+ * LISTEN channel; `pg_*` and `information_schema` belong to Postgres.
+ */
+export const SCHEMA_NAME = /^(?!pg_|information_schema$)[a-z_][a-z0-9_]{0,47}$/
+
+const requireSchemaName = (schema: string): void => {
+  if (!SCHEMA_NAME.test(schema)) throw new TypeError(`${schema} is not a schema name Baton accepts.`)
+}
 
 export const LATEST_VERSION = MIGRATIONS.at(-1)?.version ?? 0
 
@@ -35,7 +42,7 @@ const appliedVersion = async (db: Pick<SqlExecutor, "query">, schema: string): P
   )
   if (exists[0]?.found !== true) return 0
   const rows = await db.query<{ version: number | null }>(
-    statement(`ledger_max_${schema}`, `SELECT max(version) AS version FROM ${ledger(schema)}`),
+    statement("ledger_max", `SELECT max(version) AS version FROM ${ledger(schema)}`),
     []
   )
   return rows[0]?.version ?? 0
@@ -54,10 +61,15 @@ export interface MigrateResult {
   readonly applied: ReadonlyArray<Pick<Migration, "version" | "name">>
 }
 
-/** Applies the pending migrations to `schema` (created when missing). */
-export const migrate = (db: SqlExecutor, schema: string): Promise<MigrateResult> => {
-  if (!SCHEMA_NAME.test(schema))
-    return Promise.reject(new Error(`${schema} is not a schema name Baton accepts.`))
+/**
+ * Applies the pending migrations to `schema` (created when missing). A schema
+ * already current is only read: a role without CREATE can start on it.
+ */
+export const migrate = async (db: SqlExecutor, schema: string): Promise<MigrateResult> => {
+  requireSchemaName(schema)
+  const current = await appliedVersion(db, schema)
+  if (current > LATEST_VERSION) throw tooNew(current)
+  if (current === LATEST_VERSION) return { from: current, to: LATEST_VERSION, applied: [] }
   return db.transaction(async (tx) => {
     await tx.query(statement("migrate_lock", "SELECT pg_advisory_xact_lock(hashtext($1))"), [
       `baton.migrate.${schema}`
@@ -86,6 +98,7 @@ export const migrate = (db: SqlExecutor, schema: string): Promise<MigrateResult>
 
 /** Fails unless `schema` is exactly at the version this Baton expects (for deployments that migrate apart). */
 export const checkSchema = async (db: SqlExecutor, schema: string): Promise<void> => {
+  requireSchemaName(schema)
   const found = await appliedVersion(db, schema)
   if (found > LATEST_VERSION) throw tooNew(found)
   if (found < LATEST_VERSION)

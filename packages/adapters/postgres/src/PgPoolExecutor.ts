@@ -10,6 +10,11 @@ export interface PgPoolOptions {
   readonly applicationName?: string
   /** How long to wait for a connection before the call fails as unavailable (default 5000). */
   readonly connectionTimeoutMs?: number
+  /**
+   * How long one statement may take before the call fails as unavailable (default 30 000): a
+   * connection whose packets vanish (a dead proxy, a partition) would otherwise hang it for hours.
+   */
+  readonly queryTimeoutMs?: number
 }
 
 const INT8 = 20
@@ -26,6 +31,16 @@ const ignore = () => {}
 const RECONNECT_MIN_MS = 100
 const RECONNECT_MAX_MS = 5000
 
+const hasSqlState = (error: unknown): boolean =>
+  typeof error === "object" &&
+  error !== null &&
+  typeof (error as { code?: unknown }).code === "string" &&
+  /^[0-9A-Z]{5}$/.test((error as { code: string }).code)
+
+/** How often the LISTEN connection proves it is alive (a silent one would stop hints without a word). */
+const LISTEN_PING_MS = 15_000
+const LISTEN_PING_TIMEOUT_MS = 5_000
+
 const quoteIdent = (name: string) => `"${name.replaceAll('"', '""')}"`
 
 const queryable = (client: pg.Pool | pg.PoolClient): Queryable => ({
@@ -41,7 +56,9 @@ export const makePgPoolExecutor = (options: PgPoolOptions): SqlExecutor => {
     connectionString: options.connectionString,
     application_name: options.applicationName ?? "baton",
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
+    query_timeout: options.queryTimeoutMs ?? 30_000,
     keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
     types
   }
   const pool = new pg.Pool({ ...clientConfig, max: options.max ?? 10, idleTimeoutMillis: 30_000 })
@@ -63,10 +80,13 @@ export const makePgPoolExecutor = (options: PgPoolOptions): SqlExecutor => {
         await client.query("COMMIT")
         return result
       } catch (error) {
-        // A failed ROLLBACK means the connection itself is gone: it must not go back to the pool.
-        await client.query("ROLLBACK").catch(() => {
-          broken = true
-        })
+        // Without a SQLSTATE the failure was the connection's (lost, timed out): it must not go back to the
+        // pool, where a statement of ours may still be running on it. A failed ROLLBACK says the same.
+        broken = !hasSqlState(error)
+        if (!broken)
+          await client.query("ROLLBACK").catch(() => {
+            broken = true
+          })
         throw error
       } finally {
         client.release(broken)
@@ -93,11 +113,25 @@ export const makePgPoolExecutor = (options: PgPoolOptions): SqlExecutor => {
           throw error
         }
         c.on("end", () => {
+          clearInterval(ping)
           if (stopped || client !== c) return
           client = null
           handlers.onLost()
           reconnect()
         })
+        const ping = setInterval(() => {
+          // Dead without a FIN: drop the socket so `end` fires and the reconnect begins.
+          const drop = () => c.connection.stream.destroy()
+          const timeout = setTimeout(drop, LISTEN_PING_TIMEOUT_MS)
+          c.query("SELECT 1").then(
+            () => clearTimeout(timeout),
+            () => {
+              clearTimeout(timeout)
+              drop()
+            }
+          )
+        }, LISTEN_PING_MS)
+        ping.unref()
         client = c
       }
 

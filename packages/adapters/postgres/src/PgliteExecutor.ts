@@ -3,9 +3,9 @@
  * storing its files in a data directory. One session: statements and
  * transactions run one at a time, which PGlite itself enforces.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from "node:fs"
-import { dirname, resolve } from "node:path"
+import { resolve } from "node:path"
 import { PGlite } from "@electric-sql/pglite"
+import { DataDirError, lockDataDir } from "./DataDirLock.js"
 import type { Queryable, Row, SqlExecutor } from "./Executor.js"
 
 const INT8 = 20
@@ -23,58 +23,8 @@ const queryable = (db: PgliteQueryable): Queryable => ({
   }
 })
 
-const isAlive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: the process exists but belongs to someone else.
-    return (error as NodeJS.ErrnoException).code === "EPERM"
-  }
-}
-
-/** Thrown when another live process (or this one) already has the data directory open. */
-export class DataDirInUseError extends Error {
-  constructor(
-    readonly dataDir: string,
-    readonly pid: number
-  ) {
-    super(
-      `The data directory ${dataDir} is in use by process ${pid}; stop it or choose another BATON_DATA_DIR.`
-    )
-  }
-}
-
-/**
- * Two processes writing one PGlite directory would corrupt it: a lock file
- * beside the directory names the owner; a lock whose process is gone is stale.
- */
-const lockDataDir = (dataDir: string): (() => void) => {
-  const lockPath = `${dataDir}.lock`
-  mkdirSync(dirname(lockPath), { recursive: true })
-  for (;;) {
-    try {
-      const fd = openSync(lockPath, "wx")
-      writeSync(fd, String(process.pid))
-      closeSync(fd)
-      return () => {
-        try {
-          unlinkSync(lockPath)
-        } catch {
-          // Already gone: nothing to release.
-        }
-      }
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error
-      const owner = Number(readFileSync(lockPath, "utf8").trim())
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) throw new DataDirInUseError(dataDir, owner)
-      unlinkSync(lockPath)
-    }
-  }
-}
-
 export interface PgliteOptions {
-  /** Where the database files live; created when missing. */
+  /** Where the database files live; created when missing. Holds `baton.lock` while open. */
   readonly dataDir: string
 }
 
@@ -83,11 +33,13 @@ export const makePgliteExecutor = async (options: PgliteOptions): Promise<SqlExe
   const unlock = lockDataDir(dataDir)
   let db: PGlite
   try {
-    mkdirSync(dataDir, { recursive: true })
     db = await PGlite.create(dataDir, { parsers: { [INT8]: (v: string) => Number(v) } })
   } catch (error) {
     unlock()
-    throw error
+    const code = (error as NodeJS.ErrnoException).code
+    throw new DataDirError(
+      `PGlite could not open the data directory ${dataDir}${code === undefined ? "" : ` (${code})`}.`
+    )
   }
   return {
     ...queryable(db),

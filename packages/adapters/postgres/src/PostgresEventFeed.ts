@@ -33,13 +33,19 @@ export const makeEventFeed = (db: SqlExecutor, st: Statements, options: FeedOpti
   let unlisten: (() => Promise<void>) | null = null
   let timer: NodeJS.Timeout | undefined
   let polling = false
+  // A poll asked for while one runs (a reconnect's re-read) must run after it, not be dropped.
+  let pollAgain = false
 
   const dispatch = (runId: string, seq: number) => {
     for (const hint of subscribers.get(runId) ?? []) hint(seq)
   }
 
-  const poll = async () => {
-    if (polling || subscribers.size === 0) return
+  const poll = async (): Promise<void> => {
+    if (polling) {
+      pollAgain = true
+      return
+    }
+    if (subscribers.size === 0) return
     polling = true
     try {
       const rows = await db.query<{ id: string; last_seq: number }>(st.lastSeqs, [[...subscribers.keys()]])
@@ -48,6 +54,10 @@ export const makeEventFeed = (db: SqlExecutor, st: Statements, options: FeedOpti
       // The store is away: the next tick tries again, and readers keep their own poll.
     } finally {
       polling = false
+    }
+    if (pollAgain) {
+      pollAgain = false
+      await poll()
     }
   }
 

@@ -31,6 +31,9 @@ export interface NotifySettings {
   readonly channel: string
 }
 
+/** Rounds of a claim whose runs ended (deadline passed, cancel requested) instead of starting. */
+const CLAIM_ROUNDS = 3
+
 /** A create racing an expiring key can find neither its own row nor the other's: try again, a few times. */
 const CREATE_ATTEMPTS = 3
 
@@ -116,28 +119,39 @@ export const makeRunStore = (db: SqlExecutor, st: Statements, feed: NotifySettin
   claim: (req) =>
     sql(() =>
       db.transaction(async (tx) => {
-        const rows = await tx.query(st.lockClaimable, [req.now, req.handlers, req.max])
-        const decided: Array<{ run: RunRecord; events: ReadonlyArray<EventRow> }> = []
         const claimed: RunRecord[] = []
-        for (const row of rows) {
-          const run = decodeRun(row)
-          const decision = RunState.transition(
-            run,
-            RunState.RunCommand.Claim({
-              workerId: req.workerId,
-              leaseToken: Id.makeLeaseToken(),
-              leaseMs: req.leaseMs
-            }),
-            // Claim events carry no user data: the policy is never consulted.
-            { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
-          )
-          if (decision._tag === "Left" || decision.right._tag === "NoChange") continue
-          const { next, events } = decision.right
-          decided.push({ run: next, events })
-          if (next.status === "running") claimed.push(next)
+        for (let round = 0; round < CLAIM_ROUNDS && claimed.length < req.max; round++) {
+          const wanted = req.max - claimed.length
+          const rows = await tx.query(st.lockClaimable, [req.now, req.handlers, wanted])
+          const decided: Array<{ run: RunRecord; events: ReadonlyArray<EventRow> }> = []
+          for (const row of rows) {
+            const decision = RunState.transition(
+              decodeRun(row),
+              RunState.RunCommand.Claim({
+                workerId: req.workerId,
+                leaseToken: Id.makeLeaseToken(),
+                leaseMs: req.leaseMs
+              }),
+              // Claim events carry no user data: the policy is never consulted.
+              { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
+            )
+            if (decision._tag === "Left" || decision.right._tag === "NoChange") continue
+            const { next, events } = decision.right
+            decided.push({ run: next, events })
+            if (next.status === "running") claimed.push(next)
+          }
+          if (decided.length > 0) {
+            const written = await tx.query(st.writeDecided, [
+              ...encodeDecided(decided),
+              feed.notify,
+              feed.channel
+            ])
+            // The rows are locked by this transaction: anything else is a bug, and rolls the claim back.
+            if (written.length !== decided.length) throw new Error("a claim wrote fewer runs than it decided")
+          }
+          // Another round only when this one was full and some of it ended instead of starting.
+          if (rows.length < wanted || decided.every((d) => d.run.status === "running")) break
         }
-        if (decided.length > 0)
-          await tx.query(st.writeDecided, [...encodeDecided(decided), feed.notify, feed.channel])
         return claimed
       })
     ),

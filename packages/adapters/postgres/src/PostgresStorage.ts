@@ -13,9 +13,10 @@ import {
   storageUnavailable
 } from "@baton/core"
 import { Context, Effect, Layer } from "effect"
+import { DataDirError, DataDirInUseError } from "./DataDirLock.js"
 import type { SqlExecutor } from "./Executor.js"
 import { checkSchema, type MigrateResult, migrate, SCHEMA_NAME, SchemaVersionError } from "./Migrate.js"
-import { DataDirInUseError, makePgliteExecutor } from "./PgliteExecutor.js"
+import { makePgliteExecutor } from "./PgliteExecutor.js"
 import { makePgPoolExecutor } from "./PgPoolExecutor.js"
 import { type FeedMode, makeEventFeed } from "./PostgresEventFeed.js"
 import { makeKeyStore } from "./PostgresKeyStore.js"
@@ -42,6 +43,8 @@ export interface PostgresStorageOptions extends CommonOptions {
   readonly url: string
   /** Pool connections (default 10); the feed holds one more. */
   readonly poolSize?: number
+  /** How long one statement may take before the call fails as unavailable (default 30 000). */
+  readonly queryTimeoutMs?: number
   readonly applicationName?: string
   /**
    * `listen` (default): LISTEN/NOTIFY hints, polling only while the LISTEN
@@ -55,8 +58,23 @@ export interface PgliteStorageOptions extends CommonOptions {
   readonly dataDir: string
 }
 
-const IDEMPOTENCY_PURGE_MS = 10 * 60_000
+const IDEMPOTENCY_PURGE_MS = 60_000
 const IDEMPOTENCY_PURGE_BATCH = 1000
+/** Batches per tick at most: up to a million expired records a minute, never a long hold. */
+const IDEMPOTENCY_PURGE_BATCHES = 1000
+/**
+ * Records are purged an hour after they expire by this process's clock: a key is live by the
+ * engine's clock, so a host whose clock runs ahead must not drop keys that still count.
+ */
+const IDEMPOTENCY_PURGE_MARGIN_MS = 3_600_000
+
+const purgeExpiredKeys = async (db: SqlExecutor, st: ReturnType<typeof makeStatements>): Promise<void> => {
+  const before = Date.now() - IDEMPOTENCY_PURGE_MARGIN_MS
+  for (let batch = 0; batch < IDEMPOTENCY_PURGE_BATCHES; batch++) {
+    const deleted = await db.query(st.purgeExpiredKeys, [before, IDEMPOTENCY_PURGE_BATCH])
+    if (deleted.length < IDEMPOTENCY_PURGE_BATCH) return
+  }
+}
 
 const schemaOf = (options: CommonOptions): string => {
   const schema = options.schema ?? DEFAULT_SCHEMA
@@ -67,7 +85,7 @@ const schemaOf = (options: CommonOptions): string => {
 
 /** Start failures whose message is written for operators pass through; database errors are mapped. */
 const startError = (cause: unknown): StorageError =>
-  cause instanceof SchemaVersionError || cause instanceof DataDirInUseError
+  cause instanceof SchemaVersionError || cause instanceof DataDirInUseError || cause instanceof DataDirError
     ? storageUnavailable(cause.message)
     : toStorageError(cause)
 
@@ -105,8 +123,15 @@ const storageLayer = (open: () => Promise<SqlExecutor>, owned: boolean, settings
       // Expired idempotency records are dead weight: dropped in small batches now and then.
       yield* Effect.acquireRelease(
         Effect.sync(() => {
+          let purging = false
           const timer = setInterval(() => {
-            db.query(st.purgeExpiredKeys, [Date.now(), IDEMPOTENCY_PURGE_BATCH]).catch(() => {})
+            if (purging) return
+            purging = true
+            purgeExpiredKeys(db, st)
+              .catch(() => {})
+              .finally(() => {
+                purging = false
+              })
           }, IDEMPOTENCY_PURGE_MS)
           timer.unref()
           return timer
@@ -131,7 +156,8 @@ export const postgresStorage = (options: PostgresStorageOptions): StorageAdapter
         makePgPoolExecutor({
           connectionString: options.url,
           ...(options.poolSize === undefined ? {} : { max: options.poolSize }),
-          ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName })
+          ...(options.applicationName === undefined ? {} : { applicationName: options.applicationName }),
+          ...(options.queryTimeoutMs === undefined ? {} : { queryTimeoutMs: options.queryTimeoutMs })
         }),
       true,
       {

@@ -14,6 +14,7 @@ import {
 } from "./RunRows.js"
 
 const NON_TERMINAL = "('queued', 'running', 'awaiting_input')"
+const APPEND_SHAPES_PREPARED = 64
 
 const eventArrays = (first: number): string =>
   `unnest($${first}::integer[], $${first + 1}::text[], $${first + 2}::bigint[], $${first + 3}::json[])
@@ -44,6 +45,8 @@ export const makeStatements = (schema: string) => {
     SELECT ${from}.id, CASE WHEN ${notify} THEN pg_notify(${channel}, ${from}.id || ':' || ${seq}) END AS notified
     FROM ${from}`
 
+  // Explicit lists, never `*`: a prepared `SELECT *` breaks on its connection when a later migration adds a column.
+  const keyCols = "key_id, customer_id, name, scopes, secret_hash, created_at, expires_at, revoked_at"
   const appendCache = new Map<string, Statement>()
 
   return {
@@ -90,6 +93,9 @@ export const makeStatements = (schema: string) => {
       const key = columns.join(",")
       let cached = appendCache.get(key)
       if (cached === undefined) {
+        // Patches come in the few shapes core's commands make; past this many, a caller is doing something
+        // else, and its statements go unprepared rather than piling up on every connection.
+        const prepared = appendCache.size < APPEND_SHAPES_PREPARED
         const sets = ["version = version + 1", ...columns.map((c, i) => `${c} = ${placeholder(c, i + 11)}`)]
         cached = statement(
           "append",
@@ -103,7 +109,8 @@ export const makeStatements = (schema: string) => {
            ev AS (${insertEventsOf("run", 5)})
            ${notifyOf("run", "run.last_seq", "$9::boolean", "$10::text")}`
         )
-        appendCache.set(key, cached)
+        if (prepared) appendCache.set(key, cached)
+        else cached = unnamed(cached.text)
       }
       return cached
     },
@@ -157,6 +164,7 @@ export const makeStatements = (schema: string) => {
          SELECT e.run_id, e.seq, e.type, e.created_at, e.payload
          FROM unnest($${m + 2}::text[], $${m + 3}::integer[], $${m + 4}::text[], $${m + 5}::bigint[], $${m + 6}::json[])
            AS e(run_id, seq, type, created_at, payload)
+         JOIN run ON run.id = e.run_id
        )
        ${notifyOf("run", "run.last_seq", `$${m + 7}::boolean`, `$${m + 8}::text`)}`
     ),
@@ -183,12 +191,17 @@ export const makeStatements = (schema: string) => {
     /** The feed's re-read: the newest seq of each run ($1 ids). */
     lastSeqs: statement("last_seqs", `SELECT id, last_seq FROM ${runs} WHERE id = ANY($1::text[])`),
 
-    /** Deletes up to $2 idempotency records expired before $1. */
+    /**
+     * Deletes up to $2 idempotency records expired before $1. The outer check matters: a row a
+     * create is taking over right now is locked, then live once this statement gets to it.
+     */
     purgeExpiredKeys: statement(
       "purge_expired_keys",
-      `DELETE FROM ${s}.idempotency_keys WHERE (customer_id, key) IN (
-         SELECT customer_id, key FROM ${s}.idempotency_keys WHERE expires_at <= $1 LIMIT $2
-       )`
+      `DELETE FROM ${s}.idempotency_keys WHERE expires_at <= $1 AND (customer_id, key) IN (
+         SELECT customer_id, key FROM ${s}.idempotency_keys WHERE expires_at <= $1
+         LIMIT $2 FOR UPDATE SKIP LOCKED
+       )
+       RETURNING 1`
     ),
 
     rawIdempotency: statement(
@@ -204,16 +217,16 @@ export const makeStatements = (schema: string) => {
        ON CONFLICT (key_id) DO NOTHING
        RETURNING key_id`
     ),
-    getKey: statement("get_key", `SELECT * FROM ${s}.api_keys WHERE key_id = $1`),
+    getKey: statement("get_key", `SELECT ${keyCols} FROM ${s}.api_keys WHERE key_id = $1`),
     listKeys: statement(
       "list_keys",
-      `SELECT * FROM ${s}.api_keys WHERE customer_id = $1 ORDER BY created_at, key_id`
+      `SELECT ${keyCols} FROM ${s}.api_keys WHERE customer_id = $1 ORDER BY created_at, key_id`
     ),
     revokeKey: statement(
       "revoke_key",
       `UPDATE ${s}.api_keys SET revoked_at = COALESCE(revoked_at, $3)
        WHERE key_id = $1 AND customer_id = $2
-       RETURNING *`
+       RETURNING ${keyCols}`
     ),
 
     ping: statement("ping", "SELECT 1 AS ok")

@@ -1,6 +1,14 @@
+export { DataDirError, DataDirInUseError } from "./DataDirLock.js"
 export type { ListenHandlers, Queryable, Row, SqlExecutor, Statement } from "./Executor.js"
-export { checkSchema, LATEST_VERSION, type MigrateResult, migrate, SchemaVersionError } from "./Migrate.js"
-export { DataDirInUseError, makePgliteExecutor, type PgliteOptions } from "./PgliteExecutor.js"
+export {
+  checkSchema,
+  LATEST_VERSION,
+  type MigrateResult,
+  migrate,
+  SCHEMA_NAME,
+  SchemaVersionError
+} from "./Migrate.js"
+export { makePgliteExecutor, type PgliteOptions } from "./PgliteExecutor.js"
 export { makePgPoolExecutor, type PgPoolOptions } from "./PgPoolExecutor.js"
 export type { FeedMode } from "./PostgresEventFeed.js"
 export {

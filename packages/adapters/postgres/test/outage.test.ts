@@ -14,40 +14,75 @@ import { dropSchema, freshSchema, rawPool } from "./support.js"
 
 const postgres = await locateService("postgres")
 
-/** A TCP proxy to Postgres that can be cut (every socket destroyed, port closed) and restored on its port. */
+/**
+ * A TCP proxy in front of Postgres with three modes: `pass`; `refuse` (every
+ * socket destroyed, new ones destroyed on arrival and counted: the database
+ * is down); `blackhole` (sockets stay open, bytes vanish: a partition).
+ */
 const makeProxy = async (target: URL) => {
-  const sockets = new Set<Socket>()
-  let server: Server | null = null
-  const listen = (port: number) =>
-    new Promise<number>((resolve, reject) => {
-      const s = createServer((client) => {
-        const upstream = connect(Number(target.port || 5432), target.hostname)
-        for (const socket of [client, upstream]) {
-          sockets.add(socket)
-          socket.on("close", () => sockets.delete(socket))
-          socket.on("error", () => {})
-        }
-        client.pipe(upstream).pipe(client)
-      })
-      s.once("error", reject)
-      s.listen(port, "127.0.0.1", () => {
-        server = s
-        resolve((s.address() as { port: number }).port)
-      })
-    })
-  const port = await listen(0)
-  return {
-    port,
-    cut: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => (server === null ? resolve() : server.close(() => resolve())))
-      server = null
-    },
-    restore: () => listen(port),
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => (server === null ? resolve() : server.close(() => resolve())))
+  type Mode = "pass" | "refuse" | "blackhole"
+  let mode: Mode = "pass"
+  let refused = 0
+  const pairs = new Set<{ client: Socket; upstream: Socket }>()
+  const server: Server = createServer((client) => {
+    client.on("error", () => {})
+    if (mode === "refuse") {
+      refused++
+      client.destroy()
+      return
     }
+    const upstream = connect(Number(target.port || 5432), target.hostname)
+    upstream.on("error", () => {})
+    const pair = { client, upstream }
+    pairs.add(pair)
+    const forget = () => pairs.delete(pair)
+    client.on("close", forget)
+    upstream.on("close", forget)
+    // Written by hand rather than piped, so a black hole can swallow bytes without closing anything.
+    client.on("data", (chunk) => {
+      if (mode === "pass") upstream.write(chunk)
+    })
+    upstream.on("data", (chunk) => {
+      if (mode === "pass") client.write(chunk)
+    })
+    client.on("close", () => upstream.destroy())
+    upstream.on("close", () => client.destroy())
+  })
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+  return {
+    port: (server.address() as { port: number }).port,
+    /** Connections refused since the last `refuse()`. */
+    refusedSince: () => refused,
+    refuse: () => {
+      mode = "refuse"
+      refused = 0
+      for (const { client, upstream } of pairs) {
+        client.destroy()
+        upstream.destroy()
+      }
+    },
+    blackhole: () => {
+      mode = "blackhole"
+    },
+    pass: () => {
+      mode = "pass"
+    },
+    close: async () => {
+      for (const { client, upstream } of pairs) {
+        client.destroy()
+        upstream.destroy()
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+
+/** Waits for a condition the test cannot be told about; fails loudly instead of hanging. */
+const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) => {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
   }
 }
 
@@ -84,11 +119,19 @@ else
         })
         return { sum: first + second }
       }
+      // Quiet everything else that would connect during the outage (LISTEN reconnects, sweeps,
+      // heartbeats, claims of a busy worker), so a refused connection there is the step's write.
       const engine = createEngine({
-        storage: postgresStorage({ url: viaProxy.toString(), schema, pollIntervalMs: 50 }),
+        storage: postgresStorage({ url: viaProxy.toString(), schema, feed: "poll" }),
         handlers: { outage: handler }
       })
-      const worker = await engine.startWorker({ pollIntervalMs: 20, heartbeatMs: 200, leaseMs: 2000 })
+      const worker = await engine.startWorker({
+        concurrency: 1,
+        pollIntervalMs: 20,
+        heartbeatMs: 60_000,
+        leaseMs: 180_000,
+        sweepIntervalMs: 600_000
+      })
       const app = batonApp(engine)
       try {
         const issued = await engine.issueKey({ name: "outage", scopes: [...ALL_SCOPES] })
@@ -102,7 +145,7 @@ else
         const runId = ((await created.json()) as { id: string }).id
         await inStep.promise
 
-        await proxy.cut()
+        proxy.refuse()
         for (const [method, path, body] of [
           ["GET", `/v1/runs/${runId}`, undefined],
           ["POST", "/v1/runs", JSON.stringify({ handler: "outage", input: {} })]
@@ -122,9 +165,15 @@ else
         const ready = await app.request("/readyz")
         expect(ready.status).toBe(503)
 
-        // The step finishes while the database is away: its result must not be lost.
+        // The step finishes while the database is away: its write fails (a connection attempt is refused),
+        // is retried with backoff, and must not be lost.
+        const before = proxy.refusedSince()
         carryOn.resolve()
-        await proxy.restore()
+        await until(
+          "the worker to try its write while the database is away",
+          () => proxy.refusedSince() > before
+        )
+        proxy.pass()
 
         let final: { status: string; output: unknown; last_seq: number } | undefined
         const deadline = Date.now() + 20_000
@@ -143,6 +192,40 @@ else
       } finally {
         carryOn.resolve()
         await worker.stop({ graceMs: 0 })
+        await engine.dispose()
+        await proxy.close()
+        await dropSchema(admin, schema)
+        await admin.end()
+      }
+    })
+
+    it("answers 503 when the database's packets vanish (a partition), instead of hanging", async () => {
+      const proxy = await makeProxy(new URL(postgres.url))
+      const schema = freshSchema()
+      const admin = rawPool(postgres.url)
+      const viaProxy = new URL(postgres.url)
+      viaProxy.port = String(proxy.port)
+      const engine = createEngine({
+        storage: postgresStorage({ url: viaProxy.toString(), schema, queryTimeoutMs: 500 })
+      })
+      const app = batonApp(engine)
+      try {
+        const issued = await engine.issueKey({ name: "partition", scopes: [...ALL_SCOPES] })
+        const headers = { authorization: `Bearer ${issued.key}` }
+        expect((await app.request("/v1/runs", { headers })).status).toBe(200)
+
+        proxy.blackhole()
+        const res = await app.request("/v1/runs", { headers })
+        expect(res.status).toBe(503)
+        expect(await res.json()).toMatchObject({ reason_code: "STORAGE_UNAVAILABLE" })
+
+        // The timed-out connections were dropped, not handed out again: once packets flow, calls succeed.
+        proxy.pass()
+        await until(
+          "the API to answer again",
+          async () => (await app.request("/v1/runs", { headers })).status === 200
+        )
+      } finally {
         await engine.dispose()
         await proxy.close()
         await dropSchema(admin, schema)

@@ -5,12 +5,18 @@ import type { ApiKeyRecord, EventRow, Idempotency } from "@baton/core"
 import pg from "pg"
 
 const INT8 = 20
-pg.types.setTypeParser(INT8, (v) => Number(v))
+// This pool's own parsers, not pg's global ones: the adapter must prove it parses bigint itself.
+const types = {
+  getTypeParser: ((oid: number, format?: string) =>
+    oid === INT8
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser
+}
 
 export const freshSchema = (): string => `baton_t_${randomBytes(6).toString("hex")}`
 
 export const rawPool = (url: string): pg.Pool => {
-  const pool = new pg.Pool({ connectionString: url, max: 2 })
+  const pool = new pg.Pool({ connectionString: url, max: 2, types })
   pool.on("error", () => {})
   return pool
 }
