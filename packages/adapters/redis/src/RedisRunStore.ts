@@ -1,0 +1,465 @@
+/**
+ * RunStore over Redis. The run hash and its event list are the truth and are
+ * only ever written by one per-run script (create_run, append, renew_lease),
+ * each touching the run's one slot. The shared indexes (claim queues, timers,
+ * per-customer list) are hints kept correct by the rules in internal/Indexes.ts.
+ */
+import { randomUUID } from "node:crypto"
+import {
+  Appended,
+  Conflict,
+  CreateResult,
+  DEFAULT_REDACTION_POLICY,
+  type EventRow,
+  Id,
+  isTerminal,
+  type ListFilter,
+  type RunPatch,
+  type RunRecord,
+  RunState,
+  type RunStatus,
+  type RunStoreEncoded,
+  type StorageError,
+  storageUnavailable
+} from "@baton/core"
+import { Effect, Either } from "effect"
+import { numberOrNull, runFromFlat, runFromHash, stringOrNull, toFieldPairs } from "./internal/Codec.js"
+import { attempt } from "./internal/Errors.js"
+import {
+  claimScore,
+  hintScores,
+  type Indexes,
+  type IndexState,
+  indexStateOf,
+  timerScore,
+  touchesIndexes
+} from "./internal/Indexes.js"
+import type { KeyLayout } from "./internal/Keys.js"
+import type { RedisClient, Scripts } from "./internal/Scripts.js"
+
+export interface RunStoreSettings {
+  readonly client: RedisClient
+  readonly keys: KeyLayout
+  readonly scripts: Scripts
+  readonly indexes: Indexes
+  /** PEXPIRE for a run and its events once terminal; null keeps them. */
+  readonly finishedRunTtlMs: number | null
+  /** An idempotency key outlives its `expires_at` by this much in Redis (clock skew). */
+  readonly idempotencyGraceMs: number
+}
+
+/** How long a just-claimed idempotency key lives before its run is confirmed stored. */
+export const PENDING_IDEMPOTENCY_MS = 30_000
+/** A list entry without its run this long after the run's creation time belongs to an expired run. */
+const ORPHAN_LIST_ENTRY_MS = 10 * 60_000
+/** How long a replay waits for the run of a key another request is still creating. */
+const REPLAY_WAIT_MS = 5_000
+
+const malformed = () => storageUnavailable("The store returned a malformed run.")
+
+const parseRow = <A>(parse: () => A | null): Effect.Effect<A | null, StorageError> =>
+  Effect.try({ try: parse, catch: malformed })
+
+const sleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+const matchesFilter = (run: RunRecord, f: ListFilter): boolean => {
+  if (run.customer_id !== f.customerId) return false
+  if (f.status !== undefined && !f.status.includes(run.status)) return false
+  if (f.handler !== undefined && run.handler !== f.handler) return false
+  if (f.createdAfter !== undefined && run.created_at < f.createdAfter) return false
+  if (f.createdBefore !== undefined && run.created_at >= f.createdBefore) return false
+  if (f.metadata !== undefined)
+    for (const [k, v] of Object.entries(f.metadata)) if (run.metadata[k] !== v) return false
+  return true
+}
+
+const isDue = (r: RunRecord, now: number): boolean =>
+  !isTerminal(r.status) &&
+  ((r.timer_at !== null && r.timer_at <= now) ||
+    (r.status === "running" && r.lease_expires_at !== null && r.lease_expires_at <= now))
+
+/** Flattens ZRANGE … WITHSCORES into pairs. */
+const pairs = (flat: ReadonlyArray<string>): Array<{ id: string; score: number }> => {
+  const out: Array<{ id: string; score: number }> = []
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push({ id: flat[i]!, score: Number(flat[i + 1]) })
+  return out
+}
+
+/** Immutable per run, so safe to remember: which claim queue a run belongs to. */
+class HandlerCache {
+  private readonly map = new Map<string, string>()
+  constructor(private readonly capacity = 50_000) {}
+  get(runId: string): string | undefined {
+    return this.map.get(runId)
+  }
+  set(runId: string, handler: string): void {
+    if (this.map.size >= this.capacity) {
+      const oldest = this.map.keys().next()
+      if (!oldest.done) this.map.delete(oldest.value)
+    }
+    this.map.set(runId, handler)
+  }
+}
+
+interface Commit {
+  readonly runId: string
+  readonly guards: ReadonlyArray<readonly [string, string]>
+  readonly events: ReadonlyArray<EventRow>
+  readonly fields: Record<string, unknown>
+  readonly terminal: boolean
+}
+
+export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
+  const { client, keys, scripts, indexes } = s
+  const handlers = new HandlerCache()
+
+  const readRun = (runId: string): Effect.Effect<RunRecord | null, StorageError> =>
+    Effect.flatMap(
+      attempt(() => client.hgetall(keys.run(runId))),
+      (hash) => parseRow(() => runFromHash(hash))
+    ).pipe(
+      Effect.tap((run) => {
+        if (run !== null) handlers.set(run.id, run.handler)
+      })
+    )
+
+  const handlerOf = (runId: string): Effect.Effect<string | null, StorageError> => {
+    const known = handlers.get(runId)
+    if (known !== undefined) return Effect.succeed(known)
+    return Effect.flatMap(
+      attempt(() => client.hget(keys.run(runId), "handler")),
+      (raw) => parseRow(() => stringOrNull(raw))
+    )
+  }
+
+  /** One append script call; the run's index state after it, or null on a failed guard. */
+  const commit = (c: Commit): Effect.Effect<IndexState | null, StorageError> => {
+    const args: Array<string | number> = [
+      keys.run(c.runId),
+      keys.events(c.runId),
+      keys.feed(c.runId),
+      c.events[0]?.seq ?? 0,
+      c.events.length,
+      c.guards.length,
+      c.terminal && s.finishedRunTtlMs !== null ? s.finishedRunTtlMs : 0,
+      // JSON like every other field of the hash.
+      JSON.stringify(randomUUID())
+    ]
+    for (const e of c.events) args.push(JSON.stringify(e))
+    for (const [field, raw] of c.guards) args.push(field, raw)
+    args.push(...toFieldPairs(c.fields))
+    return Effect.flatMap(
+      attempt(() => scripts.append(...args)),
+      (reply) =>
+        reply[0] !== 1
+          ? Effect.succeed(null)
+          : parseRow(
+              (): IndexState => ({
+                status: JSON.parse(String(reply[1])) as RunStatus,
+                handler: stringOrNull(reply[2] as string) ?? "",
+                available_at: numberOrNull(reply[3] as string | null),
+                lease_expires_at: numberOrNull(reply[4] as string | null),
+                timer_at: numberOrNull(reply[5] as string | null),
+                version: numberOrNull(reply[6] as string | null) ?? 0
+              })
+            )
+    )
+  }
+
+  /** Index upkeep after a write that succeeded: a failure only leaves a hint to reconcile. */
+  const settleQuietly = (runId: string, state: IndexState) => Effect.ignore(indexes.settle(runId, state))
+
+  /** Waits for the run another request is creating under the same idempotency key. */
+  const awaitRun = (runId: string): Effect.Effect<RunRecord | null, StorageError> =>
+    Effect.gen(function* () {
+      const deadline = Date.now() + REPLAY_WAIT_MS
+      for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
+        const run = yield* readRun(runId)
+        if (run !== null || Date.now() > deadline) return run
+        yield* sleep(delay)
+      }
+    })
+
+  /** Gives an idempotency record its full lifetime (`remainingMs` until its expires_at, plus the grace). */
+  const confirmKey = (customerId: string, key: string, runId: string, remainingMs: number) =>
+    attempt(() =>
+      scripts.confirmIdempotencyKey(
+        keys.idempotency(customerId, key),
+        runId,
+        Math.max(1, Number.isFinite(remainingMs) ? remainingMs : 1) + s.idempotencyGraceMs
+      )
+    )
+
+  const create: RunStoreEncoded["create"] = (req) =>
+    Effect.gen(function* () {
+      const run = req.run
+      const idem = req.idempotency
+      if (idem !== null) {
+        const reply = yield* attempt(() =>
+          scripts.claimIdempotencyKey(
+            keys.idempotency(idem.customer_id, idem.key),
+            idem.customer_id,
+            idem.key,
+            idem.fingerprint,
+            idem.run_id,
+            idem.expires_at,
+            req.now,
+            PENDING_IDEMPOTENCY_MS
+          )
+        )
+        if (reply[0] === "live") {
+          const heldBy = reply[2] ?? ""
+          if (reply[1] !== idem.fingerprint) return CreateResult.KeyReused({ runId: heldBy })
+          const existing = yield* awaitRun(heldBy)
+          if (existing === null)
+            return yield* Effect.fail(
+              storageUnavailable(
+                "A request with this idempotency key is still being processed; retry shortly."
+              )
+            )
+          // Its creator may have failed before confirming the key: confirm it for them,
+          // or the key would lapse with its short pending TTL and a later retry create again.
+          yield* confirmKey(idem.customer_id, idem.key, heldBy, Number(reply[3]) - req.now)
+          return CreateResult.Replayed({ run: existing })
+        }
+      }
+      // Indexes first: a stored run always has its list entry and a claim hint.
+      handlers.set(run.id, run.handler)
+      yield* Effect.all(
+        [
+          attempt(() =>
+            client.zadd(keys.customerRuns(run.customer_id), "NX", String(run.created_at), run.id)
+          ),
+          indexes.hint(run.id, run.handler, run.version, { claim: claimScore(run), timer: timerScore(run) })
+        ],
+        { concurrency: "unbounded" }
+      )
+      const args: Array<string | number> = [
+        keys.run(run.id),
+        keys.events(run.id),
+        keys.feed(run.id),
+        req.events.length
+      ]
+      for (const e of req.events) args.push(JSON.stringify(e))
+      args.push(...toFieldPairs(run))
+      // A reply of 0 (a run with this id exists) is this request's own write sent again
+      // after a reconnect: ids are minted per request. The run is stored either way.
+      yield* attempt(() => scripts.createRun(...args))
+      if (idem !== null) yield* confirmKey(idem.customer_id, idem.key, idem.run_id, idem.expires_at - req.now)
+      return CreateResult.Created({ run })
+    })
+
+  const append: RunStoreEncoded["append"] = (runId, expect, events, patch) =>
+    Effect.gen(function* () {
+      // Seqs must be contiguous among themselves; the script checks they continue the log.
+      const first = events[0]?.seq ?? 0
+      if (events.some((e, i) => e.run_id !== runId || e.seq !== first + i)) return Conflict
+      const version = expect.version + 1
+      const indexed = touchesIndexes(patch)
+      if (indexed) {
+        const handler = yield* handlerOf(runId)
+        if (handler === null) return Conflict
+        yield* indexes.hint(runId, handler, version, hintScores(patch))
+      }
+      const guards: Array<readonly [string, string]> = [["version", JSON.stringify(expect.version)]]
+      if (expect.leaseToken !== null) guards.push(["lease_token", JSON.stringify(expect.leaseToken)])
+      const state = yield* commit({
+        runId,
+        guards,
+        events,
+        fields: { ...patch, version },
+        terminal: patch.status !== undefined && isTerminal(patch.status)
+      })
+      if (state === null) return Conflict
+      if (indexed) yield* settleQuietly(runId, state)
+      return Appended
+    })
+
+  const get: RunStoreEncoded["get"] = readRun
+
+  const list: RunStoreEncoded["list"] = (filter, cursor, limit) =>
+    Effect.gen(function* () {
+      const key = keys.customerRuns(filter.customerId)
+      let max: string = cursor === null ? "+inf" : String(cursor.createdAt)
+      if (filter.createdBefore !== undefined && (cursor === null || filter.createdBefore <= cursor.createdAt))
+        max = `(${filter.createdBefore}`
+      const min = filter.createdAfter === undefined ? "-inf" : String(filter.createdAfter)
+      const batch = Math.max(limit + 1, 64)
+      const found: RunRecord[] = []
+      for (let offset = 0; found.length <= limit; offset += batch) {
+        const page = pairs(
+          yield* attempt(() =>
+            client.zrange(key, max, min, "BYSCORE", "REV", "LIMIT", offset, batch, "WITHSCORES")
+          )
+        )
+        const fresh = page.filter(
+          (p) =>
+            cursor === null ||
+            p.score < cursor.createdAt ||
+            (p.score === cursor.createdAt && p.id < cursor.id)
+        )
+        const runs = yield* Effect.forEach(fresh, (p) => readRun(p.id), { concurrency: "unbounded" })
+        for (const [i, run] of runs.entries()) {
+          // A missing run is one being created (its entry is written first) or one expired by
+          // retention; an entry old enough to be the latter is dropped.
+          if (run === null && fresh[i]!.score < Date.now() - ORPHAN_LIST_ENTRY_MS)
+            yield* Effect.ignore(attempt(() => client.zrem(key, fresh[i]!.id)))
+          if (run !== null && matchesFilter(run, filter)) found.push(run)
+          if (found.length > limit) break
+        }
+        if (page.length < batch) break
+      }
+      return { runs: found.slice(0, limit), hasMore: found.length > limit }
+    })
+
+  const readEvents: RunStoreEncoded["readEvents"] = (runId, afterSeq, limit) =>
+    Effect.flatMap(
+      // seq n sits at index n - 1: the log is gapless by construction.
+      attempt(() => client.lrange(keys.events(runId), afterSeq, afterSeq + limit - 1)),
+      (rows) =>
+        Effect.try({
+          try: () => rows.map((row) => JSON.parse(row) as EventRow),
+          catch: () => storageUnavailable("The store returned a malformed event.")
+        })
+    )
+
+  /** Writes one claim decision under compare-and-set on what was read; the run, or null if another writer won. */
+  const commitClaim = (read: RunRecord, decision: Extract<RunState.Decision, { _tag: "Transition" }>) =>
+    Effect.gen(function* () {
+      const guards: Array<readonly [string, string]> = [
+        ["version", JSON.stringify(read.version)],
+        ["status", JSON.stringify(read.status)],
+        ["lease_token", JSON.stringify(read.lease_token)],
+        ["lease_expires_at", JSON.stringify(read.lease_expires_at)],
+        ["available_at", JSON.stringify(read.available_at)]
+      ]
+      const state = yield* commit({
+        runId: read.id,
+        guards,
+        events: decision.events,
+        fields: { ...decision.patch, version: decision.next.version },
+        terminal: isTerminal(decision.next.status)
+      })
+      if (state === null) return null
+      yield* settleQuietly(read.id, state)
+      return decision.next
+    })
+
+  const claim: RunStoreEncoded["claim"] = (req) =>
+    Effect.gen(function* () {
+      const claimed: RunRecord[] = []
+      const seen = new Set<string>()
+      const batch = Math.max(req.max * 4, 32)
+      // Reconciled entries leave the range, so every round reads from the start and skips what it saw.
+      for (let round = 0; claimed.length < req.max && round < 8; round++) {
+        const window = seen.size + batch
+        const perHandler = yield* Effect.forEach(
+          req.handlers,
+          (handler) =>
+            Effect.map(
+              attempt(() =>
+                client.zrange(
+                  keys.claimQueue(handler).zset,
+                  "-inf",
+                  String(req.now),
+                  "BYSCORE",
+                  "LIMIT",
+                  0,
+                  window,
+                  "WITHSCORES"
+                )
+              ),
+              (flat) => pairs(flat).map((p) => ({ ...p, handler }))
+            ),
+          { concurrency: "unbounded" }
+        )
+        const candidates = perHandler
+          .flat()
+          .filter((c) => !seen.has(c.id))
+          .sort((a, b) => a.score - b.score || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        if (candidates.length === 0) break
+        for (const c of candidates) seen.add(c.id)
+        const records = yield* Effect.forEach(candidates, (c) => readRun(c.id), { concurrency: "unbounded" })
+        let i = 0
+        while (i < candidates.length && claimed.length < req.max) {
+          const wave: Array<Effect.Effect<RunRecord | null, StorageError>> = []
+          while (i < candidates.length && wave.length < req.max - claimed.length) {
+            const candidate = candidates[i]!
+            const run = records[i]!
+            i++
+            if (run === null) {
+              yield* Effect.ignore(indexes.forget(candidate.id, candidate.handler))
+              continue
+            }
+            const decided = RunState.transition(
+              run,
+              RunState.RunCommand.Claim({
+                workerId: req.workerId,
+                leaseToken: Id.makeLeaseToken(),
+                leaseMs: req.leaseMs
+              }),
+              // Claim events carry no user data: the policy is never consulted.
+              { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
+            )
+            if (Either.isLeft(decided) || decided.right._tag === "NoChange") {
+              // Not claimable now: put its entry where the record says it belongs.
+              yield* settleQuietly(run.id, indexStateOf(run))
+              continue
+            }
+            wave.push(commitClaim(run, decided.right))
+          }
+          const results = yield* Effect.all(wave, { concurrency: "unbounded" })
+          for (const next of results) if (next !== null && next.status === "running") claimed.push(next)
+        }
+        if (perHandler.every((page) => page.length < window)) break
+      }
+      return claimed
+    })
+
+  const renewLease: RunStoreEncoded["renewLease"] = (runId, leaseToken, leaseMs, now) =>
+    Effect.gen(function* () {
+      const expires = now + leaseMs
+      const flat = yield* attempt(() =>
+        scripts.renewLease(keys.run(runId), JSON.stringify(leaseToken), JSON.stringify(expires))
+      )
+      const run = yield* parseRow(() => runFromFlat(flat))
+      // A released lease (expiring now) makes the run claimable at once: say so in the
+      // indexes. A longer lease needs nothing: the old, earlier score is reconciled later.
+      if (run !== null && expires <= now) yield* settleQuietly(runId, indexStateOf(run))
+      return run
+    })
+
+  const dueTimers: RunStoreEncoded["dueTimers"] = (now, limit) =>
+    Effect.gen(function* () {
+      const due: RunRecord[] = []
+      const seen = new Set<string>()
+      const batch = Math.max(limit, 64)
+      for (let round = 0; due.length < limit && round < 8; round++) {
+        const window = seen.size + batch
+        const all = pairs(
+          yield* attempt(() =>
+            client.zrange(keys.timers.zset, "-inf", String(now), "BYSCORE", "LIMIT", 0, window, "WITHSCORES")
+          )
+        )
+        const page = all.filter((p) => !seen.has(p.id))
+        if (page.length === 0) break
+        for (const p of page) seen.add(p.id)
+        const runs = yield* Effect.forEach(page, (p) => readRun(p.id), { concurrency: "unbounded" })
+        for (const [j, run] of runs.entries()) {
+          if (run === null)
+            yield* Effect.ignore(indexes.forget(page[j]!.id, handlers.get(page[j]!.id) ?? null))
+          else if (isDue(run, now)) {
+            if (due.length < limit) due.push(run)
+          } else yield* settleQuietly(run.id, indexStateOf(run))
+        }
+        if (all.length < window) break
+      }
+      return due
+    })
+
+  const ping: RunStoreEncoded["ping"] = () => Effect.asVoid(attempt(() => client.ping()))
+
+  return { create, append, get, list, readEvents, claim, renewLease, dueTimers, ping }
+}
+
+export type { RunPatch }

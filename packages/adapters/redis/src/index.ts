@@ -1,0 +1,7 @@
+export { type RedisBackdoor, redisBackdoor } from "./RedisBackdoor.js"
+export {
+  DEFAULT_REDIS_URL,
+  type RedisRetention,
+  type RedisStorageOptions,
+  redisStorage
+} from "./RedisStorage.js"
