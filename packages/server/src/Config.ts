@@ -7,15 +7,16 @@
 import { resolve } from "node:path"
 import { inspect } from "node:util"
 import { SCHEMA_NAME } from "@baton/adapter-postgres"
+import { PREFIX_PATTERN } from "@baton/adapter-redis"
 import { parseKey } from "@baton/core"
 
 /** Storage names this build can start. */
-export type StorageName = "pglite" | "memory" | "postgres"
-const AVAILABLE_STORAGE: ReadonlyArray<StorageName> = ["pglite", "memory", "postgres"]
+export type StorageName = "pglite" | "memory" | "postgres" | "redis"
+const AVAILABLE_STORAGE: ReadonlyArray<StorageName> = ["pglite", "memory", "postgres", "redis"]
 /** Every name BATON_STORAGE recognises, started or not by this build. */
 export const STORAGE_NAMES = ["pglite", "memory", "postgres", "redis", "mongo"] as const
 /** Recognised names whose adapters are not part of this build yet. */
-const NOT_YET_AVAILABLE: ReadonlySet<string> = new Set(["redis", "mongo"])
+const NOT_YET_AVAILABLE: ReadonlySet<string> = new Set(["mongo"])
 
 export const POSTGRES_FEEDS = ["listen", "poll"] as const
 export type PostgresFeed = (typeof POSTGRES_FEEDS)[number]
@@ -54,6 +55,8 @@ export interface ServerConfig {
   readonly dataDir: string
   /** The Postgres server's settings; set exactly when `storage` is `postgres`. */
   readonly postgres: PostgresConfig | null
+  /** The Redis settings; null unless storage is redis. */
+  readonly redis: RedisConfig | null
   /**
    * `BATON_AUTO_MIGRATE`: apply pending schema migrations at start (default true). False only checks
    * the schema and refuses to start when it is behind, for deployments that run `baton migrate` apart.
@@ -88,6 +91,17 @@ export interface PostgresConfig {
   /** `BATON_POSTGRES_APPLICATION_NAME`: shown in `pg_stat_activity`; default `baton-server`. */
   readonly applicationName: string
 }
+
+export interface RedisConfig {
+  /** `BATON_REDIS_URL`: `redis://[user:password@]host:port[/db]` or `rediss://…`; may carry a password. */
+  readonly url: Secret
+  /** `BATON_REDIS_PREFIX`: the namespace of every key; default `baton`. */
+  readonly prefix: string
+  /** `BATON_REDIS_REQUIRE_AOF`: refuse to start when Redis runs without AOF (default false: warn). */
+  readonly requireAof: boolean
+}
+
+export const DEFAULT_REDIS_PREFIX = "baton"
 
 export const DEFAULT_PORT = 3000
 export const DEFAULT_HOST = "0.0.0.0"
@@ -157,6 +171,16 @@ const isOrigin = (value: string): boolean => {
  * accepts forms a WHATWG URL does not (a socket path with credentials and no host).
  */
 const isPostgresUrl = (value: string): boolean => /^postgres(ql)?:\/\/\S*$/i.test(value)
+const isRedisUrl = (value: string): boolean => /^rediss?:\/\/\S*$/i.test(value) && URL.canParse(value)
+
+/** Where a Redis URL points, for logs and messages: `host:port/db`, never the password. */
+export const describeRedisUrl = (url: Secret): string => {
+  const value = url.reveal()
+  if (!URL.canParse(value)) return "(a URL not shown)"
+  const { hostname, port, pathname } = new URL(value)
+  const db = pathname.replace(/^\//, "")
+  return `${hostname}:${port === "" ? "6379" : port}${db === "" ? "" : `/${db}`}`
+}
 
 /**
  * Where a Postgres URL points, for logs and messages: `host:port/database`,
@@ -204,13 +228,13 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       problem(
         "BATON_STORAGE",
         `BATON_STORAGE=${rawStorage.toLowerCase()} is not available yet in this build; use pglite (the default), ` +
-          "memory or postgres."
+          "memory, postgres or redis."
       )
     else
       problem(
         "BATON_STORAGE",
         `BATON_STORAGE must be one of ${STORAGE_NAMES.join(", ")} (got ${shown(rawStorage)}); ` +
-          `${[...NOT_YET_AVAILABLE].join(" and ")} are not available yet in this build.`
+          `${[...NOT_YET_AVAILABLE].join(" and ")} ${NOT_YET_AVAILABLE.size === 1 ? "is" : "are"} not available yet in this build.`
       )
   }
 
@@ -290,6 +314,52 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
         `BATON_AUTO_MIGRATE must be true or false (false: run \`baton migrate\` yourself; got ${shown(rawAutoMigrate)}).`
       )
     else autoMigrate = value
+  }
+
+  // Like the Postgres variables, the Redis ones are checked whenever they are set.
+  const rawRedisUrl = read(env, "BATON_REDIS_URL")
+  let redisUrl: Secret | null = null
+  if (rawRedisUrl !== undefined) {
+    if (!isRedisUrl(rawRedisUrl))
+      // Never the value: it may hold a password.
+      problem(
+        "BATON_REDIS_URL",
+        "BATON_REDIS_URL must be a URL such as redis://:password@host:6379/0 or rediss://… (the value is not shown)."
+      )
+    else redisUrl = new Secret(rawRedisUrl)
+  } else if (storage === "redis")
+    problem(
+      "BATON_REDIS_URL",
+      "BATON_REDIS_URL must be set when BATON_STORAGE=redis, e.g. redis://:password@host:6379/0."
+    )
+  if (rawRedisUrl !== undefined && rawStorage === undefined)
+    problem(
+      "BATON_STORAGE",
+      "BATON_REDIS_URL is set but BATON_STORAGE is not: set BATON_STORAGE=redis to use that server " +
+        "(or BATON_STORAGE=pglite to keep the embedded store and ignore the URL)."
+    )
+
+  let redisPrefix = DEFAULT_REDIS_PREFIX
+  const rawPrefix = read(env, "BATON_REDIS_PREFIX")
+  if (rawPrefix !== undefined) {
+    if (!PREFIX_PATTERN.test(rawPrefix))
+      problem(
+        "BATON_REDIS_PREFIX",
+        `BATON_REDIS_PREFIX must be 1 to 64 letters, digits or _.:- characters (got ${shown(rawPrefix)}).`
+      )
+    else redisPrefix = rawPrefix
+  }
+
+  let requireAof = false
+  const rawRequireAof = read(env, "BATON_REDIS_REQUIRE_AOF")
+  if (rawRequireAof !== undefined) {
+    const value = BOOLEANS.get(rawRequireAof.toLowerCase())
+    if (value === undefined)
+      problem(
+        "BATON_REDIS_REQUIRE_AOF",
+        `BATON_REDIS_REQUIRE_AOF must be true or false (got ${shown(rawRequireAof)}).`
+      )
+    else requireAof = value
   }
 
   let bootstrapKey: Secret | null = null
@@ -377,6 +447,8 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     dataDir,
     postgres:
       storage === "postgres" && url !== null ? { url, schema, feed, poolSize, applicationName } : null,
+    redis:
+      storage === "redis" && redisUrl !== null ? { url: redisUrl, prefix: redisPrefix, requireAof } : null,
     autoMigrate,
     bootstrapKey,
     workerConcurrency,

@@ -109,7 +109,7 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
   }
 
   const scope = container.createChildContainer()
-  const storage = options.storage ?? storageFor(config)
+  const storage = options.storage ?? storageFor(config, (line) => log("warn", line))
   registerEngine(scope, { storage, handlers: { default: demoHandler, ...options.handlers } })
   const engine = engineFromContainer(scope)
   let worker: Worker.WorkerHandle | null = null

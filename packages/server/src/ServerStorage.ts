@@ -16,13 +16,26 @@ import {
   postgresStorage,
   SchemaVersionError
 } from "@baton/adapter-postgres"
+import { redisStorage } from "@baton/adapter-redis"
 import type { StorageAdapter } from "@baton/core"
-import { describePostgresUrl, type PostgresConfig, type ServerConfig } from "./Config.js"
+import {
+  describePostgresUrl,
+  describeRedisUrl,
+  type PostgresConfig,
+  type RedisConfig,
+  type ServerConfig
+} from "./Config.js"
 
 /** The Postgres settings of a config whose storage is postgres (loadConfig guarantees them). */
 const postgresOf = (config: ServerConfig): PostgresConfig => {
   if (config.postgres === null) throw new Error("BATON_STORAGE=postgres needs BATON_POSTGRES_URL.")
   return config.postgres
+}
+
+/** The Redis settings of a config whose storage is redis (loadConfig guarantees them). */
+const redisOf = (config: ServerConfig): RedisConfig => {
+  if (config.redis === null) throw new Error("BATON_STORAGE=redis needs BATON_REDIS_URL.")
+  return config.redis
 }
 
 /** The configured store, for a log line: its name and where it is, never a password. */
@@ -36,11 +49,21 @@ export const describeStorage = (config: ServerConfig): string => {
       const postgres = postgresOf(config)
       return `postgres (${describePostgresUrl(postgres.url)}, schema ${postgres.schema})`
     }
+    case "redis": {
+      const redis = redisOf(config)
+      return `redis (${describeRedisUrl(redis.url)}, prefix ${redis.prefix})`
+    }
   }
 }
 
-/** The adapter for `config.storage`. It opens nothing yet: the engine opens it on first use. */
-export const storageFor = (config: ServerConfig): StorageAdapter => {
+/**
+ * The adapter for `config.storage`. It opens nothing yet: the engine opens it on first use.
+ * `warn` receives the adapter's start-up warnings (Redis without AOF).
+ */
+export const storageFor = (
+  config: ServerConfig,
+  warn: (line: string) => void = console.warn
+): StorageAdapter => {
   switch (config.storage) {
     case "memory":
       return memoryStorage()
@@ -55,6 +78,15 @@ export const storageFor = (config: ServerConfig): StorageAdapter => {
         migrate: config.autoMigrate,
         applicationName: postgres.applicationName,
         ...(postgres.poolSize === null ? {} : { poolSize: postgres.poolSize })
+      })
+    }
+    case "redis": {
+      const redis = redisOf(config)
+      return redisStorage({
+        url: redis.url.reveal(),
+        prefix: redis.prefix,
+        requireAof: redis.requireAof,
+        log: warn
       })
     }
   }
@@ -105,7 +137,8 @@ export const migrateStorage = async (config: ServerConfig): Promise<MigrationRep
   try {
     switch (config.storage) {
       case "memory":
-        // Nothing persists, so there is no schema to bring up to date.
+      case "redis":
+        // Nothing persists in memory, and Redis keys need no schema: there is nothing to bring up to date.
         return { target, from: 0, to: 0, applied: [] }
       case "pglite": {
         const db = await makePgliteExecutor({ dataDir: config.dataDir })

@@ -1,7 +1,7 @@
 import { resolve } from "node:path"
 import { inspect } from "node:util"
 import { describe, expect, it } from "vitest"
-import { ConfigError, describePostgresUrl, loadConfig, Secret } from "../src/Config.js"
+import { ConfigError, describePostgresUrl, describeRedisUrl, loadConfig, Secret } from "../src/Config.js"
 
 const KEY = "key_bootstrap0001:s3cr3t-s3cr3t-s3cr3t-abcdef"
 const PG_PASSWORD = "hunter2-pg-password"
@@ -25,6 +25,7 @@ describe("loadConfig", () => {
       storage: "pglite",
       dataDir: "/srv/app/.baton/data",
       postgres: null,
+      redis: null,
       autoMigrate: true,
       bootstrapKey: null,
       workerConcurrency: 10,
@@ -101,7 +102,7 @@ describe("loadConfig", () => {
     expect(error.message).toMatch(/must be/)
   })
 
-  it.each(["redis", "mongo"])("says BATON_STORAGE=%s is not available yet", (name) => {
+  it.each(["mongo"])("says BATON_STORAGE=%s is not available yet", (name) => {
     const error = failure({ BATON_STORAGE: name })
     expect(error.variable).toBe("BATON_STORAGE")
     expect(error.message).toContain(`BATON_STORAGE=${name} is not available yet in this build`)
@@ -182,6 +183,40 @@ describe("loadConfig", () => {
     expect(inspect(config, { depth: 10 })).not.toContain(PG_PASSWORD)
     expect(JSON.stringify(config)).not.toContain(PG_PASSWORD)
     expect(config.postgres?.url).toBeInstanceOf(Secret)
+  })
+
+  it("reads the redis variables, keeps the URL secret, and describes it by host, port and db only", () => {
+    const url = `redis://:${PG_PASSWORD}@cache.internal:6380/2`
+    const config = loadConfig({
+      BATON_STORAGE: "redis",
+      BATON_REDIS_URL: url,
+      BATON_REDIS_PREFIX: "baton:eu-1",
+      BATON_REDIS_REQUIRE_AOF: "true"
+    })
+    expect(config.redis).toMatchObject({ prefix: "baton:eu-1", requireAof: true })
+    expect(config.redis?.url).toBeInstanceOf(Secret)
+    expect(inspect(config, { depth: 10 })).not.toContain(PG_PASSWORD)
+    expect(JSON.stringify(config)).not.toContain(PG_PASSWORD)
+    expect(describeRedisUrl(new Secret(url))).toBe("cache.internal:6380/2")
+    expect(describeRedisUrl(new Secret("redis://127.0.0.1"))).toBe("127.0.0.1:6379")
+    expect(
+      loadConfig({ BATON_STORAGE: "redis", BATON_REDIS_URL: "redis://127.0.0.1:6379" }).redis
+    ).toMatchObject({
+      prefix: "baton",
+      requireAof: false
+    })
+  })
+
+  it.each([
+    ["BATON_STORAGE", { BATON_STORAGE: "redis" }, "BATON_REDIS_URL must be set when BATON_STORAGE=redis"],
+    ["BATON_REDIS_URL", { BATON_STORAGE: "redis", BATON_REDIS_URL: `http://:${PG_PASSWORD}@x` }, "redis://"],
+    ["BATON_REDIS_PREFIX", { BATON_REDIS_PREFIX: "has space" }, "BATON_REDIS_PREFIX must be"],
+    ["BATON_REDIS_REQUIRE_AOF", { BATON_REDIS_REQUIRE_AOF: "maybe" }, "BATON_REDIS_REQUIRE_AOF must be"],
+    ["BATON_STORAGE", { BATON_REDIS_URL: "redis://127.0.0.1:6379" }, "set BATON_STORAGE=redis"]
+  ])("refuses a bad redis setting (%s, %#)", (_, env, message) => {
+    const error = failure(env)
+    expect(error.message).toContain(message)
+    expect(error.message).not.toContain(PG_PASSWORD)
   })
 
   it("describes a postgres URL by host, port and database only", () => {
