@@ -109,8 +109,48 @@ const startContainer = async (service: ServiceName): Promise<ServiceLocation | n
       }
     }
     case "mongo":
-      // A replica-set container needs an rs.initiate step; the Mongo adapter's tests own that.
-      return null
+      return startMongoReplicaSet(tc)
+  }
+}
+
+/**
+ * MongoDB as a one-member replica set (transactions and change streams need
+ * one): mongod starts with --replSet, the set is initiated inside the
+ * container, and the URL connects directly to that member (its advertised
+ * host is the container's own 127.0.0.1:27017, unreachable from here).
+ */
+const startMongoReplicaSet = async (tc: typeof import("testcontainers")): Promise<ServiceLocation> => {
+  const c = await new tc.GenericContainer("mongo:7")
+    .withCommand(["--replSet", "rs0", "--bind_ip_all"])
+    .withExposedPorts(27017)
+    .withWaitStrategy(tc.Wait.forLogMessage(/Waiting for connections/))
+    .start()
+  const stop = async () => {
+    await c.stop()
+  }
+  try {
+    const init = await c.exec([
+      "mongosh",
+      "--quiet",
+      "--eval",
+      "rs.initiate({ _id: 'rs0', members: [{ _id: 0, host: '127.0.0.1:27017' }] }).ok"
+    ])
+    if (init.exitCode !== 0) throw new Error(`rs.initiate failed: ${init.output.slice(-500)}`)
+    // The member becomes primary a moment after the set is initiated.
+    for (let attempt = 0; ; attempt++) {
+      const hello = await c.exec(["mongosh", "--quiet", "--eval", "db.hello().isWritablePrimary"])
+      if (hello.output.trim().endsWith("true")) break
+      if (attempt >= 60) throw new Error("the MongoDB container's replica set elected no primary")
+      await new Promise((resolve) => setTimeout(resolve, 500))
+    }
+  } catch (cause) {
+    await stop()
+    throw cause
+  }
+  return {
+    url: `mongodb://${c.getHost()}:${c.getMappedPort(27017)}/?directConnection=true`,
+    source: "container",
+    stop
   }
 }
 
