@@ -11,12 +11,9 @@ import { PREFIX_PATTERN } from "@baton/adapter-redis"
 import { parseKey } from "@baton/core"
 
 /** Storage names this build can start. */
-export type StorageName = "pglite" | "memory" | "postgres" | "redis"
-const AVAILABLE_STORAGE: ReadonlyArray<StorageName> = ["pglite", "memory", "postgres", "redis"]
-/** Every name BATON_STORAGE recognises, started or not by this build. */
-export const STORAGE_NAMES = ["pglite", "memory", "postgres", "redis", "mongo"] as const
-/** Recognised names whose adapters are not part of this build yet. */
-const NOT_YET_AVAILABLE: ReadonlySet<string> = new Set(["mongo"])
+export type StorageName = "pglite" | "memory" | "postgres" | "redis" | "mongo"
+/** Every name BATON_STORAGE accepts. */
+export const STORAGE_NAMES: ReadonlyArray<StorageName> = ["pglite", "memory", "postgres", "redis", "mongo"]
 
 export const POSTGRES_FEEDS = ["listen", "poll"] as const
 export type PostgresFeed = (typeof POSTGRES_FEEDS)[number]
@@ -57,6 +54,8 @@ export interface ServerConfig {
   readonly postgres: PostgresConfig | null
   /** The Redis settings; null unless storage is redis. */
   readonly redis: RedisConfig | null
+  /** The MongoDB settings; null unless storage is mongo. */
+  readonly mongo: MongoConfig | null
   /**
    * `BATON_AUTO_MIGRATE`: apply pending schema migrations at start (default true). False only checks
    * the schema and refuses to start when it is behind, for deployments that run `baton migrate` apart.
@@ -102,6 +101,16 @@ export interface RedisConfig {
 }
 
 export const DEFAULT_REDIS_PREFIX = "baton"
+
+export interface MongoConfig {
+  /** `BATON_MONGO_URL`: `mongodb://…?replicaSet=…` or `mongodb+srv://…`; may carry a password. */
+  readonly url: Secret
+  /** `BATON_MONGO_DATABASE`: the database holding Baton's collections; null = the URL's, else `baton`. */
+  readonly database: string | null
+}
+
+/** MongoDB database names: a plain subset of what MongoDB allows (no `/\\. "$`, at most 63 bytes). */
+const MONGO_DATABASE = /^[A-Za-z0-9_-]{1,63}$/
 
 export const DEFAULT_PORT = 3000
 export const DEFAULT_HOST = "0.0.0.0"
@@ -171,6 +180,16 @@ const isOrigin = (value: string): boolean => {
  * accepts forms a WHATWG URL does not (a socket path with credentials and no host).
  */
 const isPostgresUrl = (value: string): boolean => /^postgres(ql)?:\/\/\S*$/i.test(value)
+const isMongoUrl = (value: string): boolean => /^mongodb(\+srv)?:\/\/\S+$/i.test(value)
+
+/** Where a MongoDB URL points, for logs and messages: its hosts and database, never the password. */
+export const describeMongoUrl = (url: Secret, database: string | null): string => {
+  const match = /^mongodb(?:\+srv)?:\/\/(?:[^@/]*@)?([^/?]*)(?:\/([^?]*))?/i.exec(url.reveal())
+  if (match === null) return "(a URL not shown)"
+  const inUrl = match[2] === undefined || match[2] === "" ? "baton" : decodeURIComponent(match[2])
+  return `${match[1]}/${database ?? inUrl}`
+}
+
 const isRedisUrl = (value: string): boolean => /^rediss?:\/\/\S*$/i.test(value) && URL.canParse(value)
 
 /** Where a Redis URL points, for logs and messages: `host:port/db`, never the password. */
@@ -222,19 +241,12 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
   let storage: StorageName = "pglite"
   const rawStorage = read(env, "BATON_STORAGE")
   if (rawStorage !== undefined) {
-    const name = AVAILABLE_STORAGE.find((n) => n === rawStorage.toLowerCase())
+    const name = STORAGE_NAMES.find((n) => n === rawStorage.toLowerCase())
     if (name !== undefined) storage = name
-    else if (NOT_YET_AVAILABLE.has(rawStorage.toLowerCase()))
-      problem(
-        "BATON_STORAGE",
-        `BATON_STORAGE=${rawStorage.toLowerCase()} is not available yet in this build; use pglite (the default), ` +
-          "memory, postgres or redis."
-      )
     else
       problem(
         "BATON_STORAGE",
-        `BATON_STORAGE must be one of ${STORAGE_NAMES.join(", ")} (got ${shown(rawStorage)}); ` +
-          `${[...NOT_YET_AVAILABLE].join(" and ")} ${NOT_YET_AVAILABLE.size === 1 ? "is" : "are"} not available yet in this build.`
+        `BATON_STORAGE must be one of ${STORAGE_NAMES.join(", ")} (got ${shown(rawStorage)}).`
       )
   }
 
@@ -362,6 +374,40 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     else requireAof = value
   }
 
+  const rawMongoUrl = read(env, "BATON_MONGO_URL")
+  let mongoUrl: Secret | null = null
+  if (rawMongoUrl !== undefined) {
+    if (!isMongoUrl(rawMongoUrl))
+      // Never the value: it may hold a password.
+      problem(
+        "BATON_MONGO_URL",
+        "BATON_MONGO_URL must be a URL such as mongodb://user:password@host:27017/baton?replicaSet=rs0 " +
+          "or mongodb+srv://… (the value is not shown)."
+      )
+    else mongoUrl = new Secret(rawMongoUrl)
+  } else if (storage === "mongo")
+    problem(
+      "BATON_MONGO_URL",
+      "BATON_MONGO_URL must be set when BATON_STORAGE=mongo, e.g. mongodb://host:27017/baton?replicaSet=rs0."
+    )
+  if (rawMongoUrl !== undefined && rawStorage === undefined)
+    problem(
+      "BATON_STORAGE",
+      "BATON_MONGO_URL is set but BATON_STORAGE is not: set BATON_STORAGE=mongo to use that server " +
+        "(or BATON_STORAGE=pglite to keep the embedded store and ignore the URL)."
+    )
+
+  let mongoDatabase: string | null = null
+  const rawMongoDatabase = read(env, "BATON_MONGO_DATABASE")
+  if (rawMongoDatabase !== undefined) {
+    if (!MONGO_DATABASE.test(rawMongoDatabase))
+      problem(
+        "BATON_MONGO_DATABASE",
+        `BATON_MONGO_DATABASE must be 1 to 63 letters, digits, _ or - (got ${shown(rawMongoDatabase)}).`
+      )
+    else mongoDatabase = rawMongoDatabase
+  }
+
   let bootstrapKey: Secret | null = null
   const rawKey = read(env, "BATON_BOOTSTRAP_KEY")
   if (rawKey !== undefined) {
@@ -449,6 +495,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
       storage === "postgres" && url !== null ? { url, schema, feed, poolSize, applicationName } : null,
     redis:
       storage === "redis" && redisUrl !== null ? { url: redisUrl, prefix: redisPrefix, requireAof } : null,
+    mongo: storage === "mongo" && mongoUrl !== null ? { url: mongoUrl, database: mongoDatabase } : null,
     autoMigrate,
     bootstrapKey,
     workerConcurrency,

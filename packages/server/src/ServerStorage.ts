@@ -4,6 +4,7 @@
  * apart from a start.
  */
 import { memoryStorage } from "@baton/adapter-memory"
+import { mongoStorage } from "@baton/adapter-mongo"
 import {
   DataDirError,
   DataDirInUseError,
@@ -19,8 +20,10 @@ import {
 import { redisStorage } from "@baton/adapter-redis"
 import type { StorageAdapter } from "@baton/core"
 import {
+  describeMongoUrl,
   describePostgresUrl,
   describeRedisUrl,
+  type MongoConfig,
   type PostgresConfig,
   type RedisConfig,
   type ServerConfig
@@ -38,6 +41,12 @@ const redisOf = (config: ServerConfig): RedisConfig => {
   return config.redis
 }
 
+/** The MongoDB settings of a config whose storage is mongo (loadConfig guarantees them). */
+const mongoOf = (config: ServerConfig): MongoConfig => {
+  if (config.mongo === null) throw new Error("BATON_STORAGE=mongo needs BATON_MONGO_URL.")
+  return config.mongo
+}
+
 /** The configured store, for a log line: its name and where it is, never a password. */
 export const describeStorage = (config: ServerConfig): string => {
   switch (config.storage) {
@@ -52,6 +61,10 @@ export const describeStorage = (config: ServerConfig): string => {
     case "redis": {
       const redis = redisOf(config)
       return `redis (${describeRedisUrl(redis.url)}, prefix ${redis.prefix})`
+    }
+    case "mongo": {
+      const mongo = mongoOf(config)
+      return `mongo (${describeMongoUrl(mongo.url, mongo.database)})`
     }
   }
 }
@@ -87,6 +100,13 @@ export const storageFor = (
         prefix: redis.prefix,
         requireAof: redis.requireAof,
         log: warn
+      })
+    }
+    case "mongo": {
+      const mongo = mongoOf(config)
+      return mongoStorage({
+        url: mongo.url.reveal(),
+        ...(mongo.database === null ? {} : { database: mongo.database })
       })
     }
   }
@@ -138,7 +158,8 @@ export const migrateStorage = async (config: ServerConfig): Promise<MigrationRep
     switch (config.storage) {
       case "memory":
       case "redis":
-        // Nothing persists in memory, and Redis keys need no schema: there is nothing to bring up to date.
+      case "mongo":
+        // Nothing persists in memory; Redis keys need no schema; Mongo's indexes are made at every start.
         return { target, from: 0, to: 0, applied: [] }
       case "pglite": {
         const db = await makePgliteExecutor({ dataDir: config.dataDir })

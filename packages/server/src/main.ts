@@ -87,7 +87,7 @@ const migrateCommand = async (): Promise<void> => {
   const config = readConfig()
   try {
     const report = await migrateStorage(config)
-    if (config.storage === "memory" || config.storage === "redis")
+    if (config.storage === "memory" || config.storage === "redis" || config.storage === "mongo")
       process.stdout.write(`Nothing to migrate: ${report.target} keeps no schema.\n`)
     else if (report.applied.length === 0)
       process.stdout.write(`${report.target} is up to date (schema version ${report.to}).\n`)

@@ -1,7 +1,14 @@
 import { resolve } from "node:path"
 import { inspect } from "node:util"
 import { describe, expect, it } from "vitest"
-import { ConfigError, describePostgresUrl, describeRedisUrl, loadConfig, Secret } from "../src/Config.js"
+import {
+  ConfigError,
+  describeMongoUrl,
+  describePostgresUrl,
+  describeRedisUrl,
+  loadConfig,
+  Secret
+} from "../src/Config.js"
 
 const KEY = "key_bootstrap0001:s3cr3t-s3cr3t-s3cr3t-abcdef"
 const PG_PASSWORD = "hunter2-pg-password"
@@ -26,6 +33,7 @@ describe("loadConfig", () => {
       dataDir: "/srv/app/.baton/data",
       postgres: null,
       redis: null,
+      mongo: null,
       autoMigrate: true,
       bootstrapKey: null,
       workerConcurrency: 10,
@@ -102,11 +110,34 @@ describe("loadConfig", () => {
     expect(error.message).toMatch(/must be/)
   })
 
-  it.each(["mongo"])("says BATON_STORAGE=%s is not available yet", (name) => {
-    const error = failure({ BATON_STORAGE: name })
-    expect(error.variable).toBe("BATON_STORAGE")
-    expect(error.message).toContain(`BATON_STORAGE=${name} is not available yet in this build`)
-    expect(error.message).toContain("pglite (the default)")
+  it("reads the mongo variables, keeps the URL secret, and describes it by hosts and database only", () => {
+    const url = `mongodb://baton:${PG_PASSWORD}@m1.internal:27017,m2.internal:27017/jobs?replicaSet=rs0`
+    const config = loadConfig({ BATON_STORAGE: "mongo", BATON_MONGO_URL: url })
+    expect(config.mongo).toMatchObject({ database: null })
+    expect(inspect(config, { depth: 10 })).not.toContain(PG_PASSWORD)
+    expect(JSON.stringify(config)).not.toContain(PG_PASSWORD)
+    expect(describeMongoUrl(new Secret(url), null)).toBe("m1.internal:27017,m2.internal:27017/jobs")
+    expect(describeMongoUrl(new Secret("mongodb+srv://cluster0.example.net/"), "baton_eu")).toBe(
+      "cluster0.example.net/baton_eu"
+    )
+    expect(describeMongoUrl(new Secret("mongodb://127.0.0.1:27017/?replicaSet=rs0"), null)).toBe(
+      "127.0.0.1:27017/baton"
+    )
+  })
+
+  it.each([
+    ["BATON_STORAGE", { BATON_STORAGE: "mongo" }, "BATON_MONGO_URL must be set when BATON_STORAGE=mongo"],
+    [
+      "BATON_MONGO_URL",
+      { BATON_STORAGE: "mongo", BATON_MONGO_URL: `postgres://x:${PG_PASSWORD}@y/z` },
+      "mongodb://"
+    ],
+    ["BATON_MONGO_DATABASE", { BATON_MONGO_DATABASE: "a.b" }, "BATON_MONGO_DATABASE must be"],
+    ["BATON_STORAGE", { BATON_MONGO_URL: "mongodb://127.0.0.1:27017" }, "set BATON_STORAGE=mongo"]
+  ])("refuses a bad mongo setting (%s, %#)", (_, env, message) => {
+    const error = failure(env)
+    expect(error.message).toContain(message)
+    expect(error.message).not.toContain(PG_PASSWORD)
   })
 
   it("resolves BATON_DATA_DIR against the working directory, and keeps an absolute one", () => {
