@@ -12,6 +12,7 @@ import {
   DEFAULT_REDACTION_POLICY,
   type EventRow,
   Id,
+  type Idempotency,
   isTerminal,
   type ListFilter,
   type RunPatch,
@@ -37,6 +38,8 @@ import {
 import type { KeyLayout } from "./internal/Keys.js"
 import type { RedisClient, Scripts } from "./internal/Scripts.js"
 
+type IdempotencyRecord = Idempotency.IdempotencyRecord
+
 export interface RunStoreSettings {
   readonly client: RedisClient
   readonly keys: KeyLayout
@@ -46,21 +49,29 @@ export interface RunStoreSettings {
   readonly finishedRunTtlMs: number | null
   /** An idempotency key outlives its `expires_at` by this much in Redis (clock skew). */
   readonly idempotencyGraceMs: number
+  /** How long a replay waits for the run of a key another request is creating (default 5 s). */
+  readonly replayWaitMs?: number
 }
 
-/** How long a just-claimed idempotency key lives before its run is confirmed stored. */
+/**
+ * A pending idempotency record (claimed, its run not yet seen stored) older than
+ * this by Redis's clock, whose run is missing, belonged to a creator that died or
+ * stalled: a replay voids that run id and takes the key over.
+ */
 export const PENDING_IDEMPOTENCY_MS = 30_000
-/** A list entry without its run this long after the run's creation time belongs to an expired run. */
-const ORPHAN_LIST_ENTRY_MS = 10 * 60_000
+/** How long a voided run id stays unstorable: far longer than any request can stall. */
+export const VOID_TTL_MS = 48 * 3600_000
 /** How long a replay waits for the run of a key another request is still creating. */
 const REPLAY_WAIT_MS = 5_000
+/** Rounds of claim → replay a create goes through before giving up with a 503. */
+const CREATE_ROUNDS = 5
+/** Members of the expiring set one sweep handles. */
+const EXPIRING_SWEEP = 100
 
 const malformed = () => storageUnavailable("The store returned a malformed run.")
 
 const parseRow = <A>(parse: () => A | null): Effect.Effect<A | null, StorageError> =>
   Effect.try({ try: parse, catch: malformed })
-
-const sleep = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
 
 const matchesFilter = (run: RunRecord, f: ListFilter): boolean => {
   if (run.customer_id !== f.customerId) return false
@@ -134,6 +145,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
 
   /** One append script call; the run's index state after it, or null on a failed guard. */
   const commit = (c: Commit): Effect.Effect<IndexState | null, StorageError> => {
+    const ttl = c.terminal && s.finishedRunTtlMs !== null ? s.finishedRunTtlMs : 0
     const args: Array<string | number> = [
       keys.run(c.runId),
       keys.events(c.runId),
@@ -141,9 +153,8 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
       c.events[0]?.seq ?? 0,
       c.events.length,
       c.guards.length,
-      c.terminal && s.finishedRunTtlMs !== null ? s.finishedRunTtlMs : 0,
-      // JSON like every other field of the hash.
-      JSON.stringify(randomUUID())
+      ttl,
+      randomUUID()
     ]
     for (const e of c.events) args.push(JSON.stringify(e))
     for (const [field, raw] of c.guards) args.push(field, raw)
@@ -153,15 +164,27 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
       (reply) =>
         reply[0] !== 1
           ? Effect.succeed(null)
-          : parseRow(
-              (): IndexState => ({
-                status: JSON.parse(String(reply[1])) as RunStatus,
-                handler: stringOrNull(reply[2] as string) ?? "",
-                available_at: numberOrNull(reply[3] as string | null),
-                lease_expires_at: numberOrNull(reply[4] as string | null),
-                timer_at: numberOrNull(reply[5] as string | null),
-                version: numberOrNull(reply[6] as string | null) ?? 0
-              })
+          : Effect.tap(
+              parseRow(
+                (): IndexState => ({
+                  status: JSON.parse(String(reply[1])) as RunStatus,
+                  handler: stringOrNull(reply[2] as string) ?? "",
+                  available_at: numberOrNull(reply[3] as string | null),
+                  lease_expires_at: numberOrNull(reply[4] as string | null),
+                  timer_at: numberOrNull(reply[5] as string | null),
+                  version: numberOrNull(reply[6] as string | null) ?? 0
+                })
+              ),
+              (state) => {
+                // Retention: remember when this finished run's keys go, so a sweep can
+                // drop its list entry then (and never before).
+                const customer = stringOrNull(reply[7] as string | null)
+                return ttl > 0 && state !== null && customer !== null
+                  ? Effect.ignore(
+                      attempt(() => scripts.markExpiring(keys.expiring, `${customer}:${c.runId}`, ttl))
+                    )
+                  : Effect.void
+              }
             )
     )
   }
@@ -169,84 +192,175 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
   /** Index upkeep after a write that succeeded: a failure only leaves a hint to reconcile. */
   const settleQuietly = (runId: string, state: IndexState) => Effect.ignore(indexes.settle(runId, state))
 
+  const voidRunId = (runId: string) =>
+    attempt(() => scripts.voidRunId(keys.run(runId), keys.voided(runId), VOID_TTL_MS))
+
+  /**
+   * An index entry whose run is missing: removed unless a live hint protects it
+   * (a creator between its hint and create_run), then the id is voided so a
+   * creator that was merely slow cannot store a run the indexes no longer name.
+   * If the run turned up meanwhile, its entries are put back from its record.
+   */
+  const forgetMissing = (runId: string, handler: string | null): Effect.Effect<void, StorageError> =>
+    Effect.gen(function* () {
+      const removed = yield* indexes.remove(runId, handler)
+      if (!removed) return
+      if ((yield* voidRunId(runId)) === "voided") return
+      const run = yield* readRun(runId)
+      if (run !== null) yield* settleQuietly(runId, indexStateOf(run))
+    })
+
+  /** Drops the list entries of finished runs whose keys expired (retention); never a live run's. */
+  const sweepExpiring = Effect.gen(function* () {
+    const due = yield* attempt(() => scripts.dueExpiring(keys.expiring, EXPIRING_SWEEP))
+    yield* Effect.forEach(
+      due,
+      (member) =>
+        Effect.gen(function* () {
+          const at = member.indexOf(":")
+          const customer = member.slice(0, at)
+          const runId = member.slice(at + 1)
+          // Another node's clock may run behind: a run not yet gone waits for a later sweep.
+          if ((yield* attempt(() => client.exists(keys.run(runId)))) === 1) return
+          yield* attempt(() => client.zrem(keys.customerRuns(customer), runId))
+          yield* attempt(() => client.zrem(keys.expiring, member))
+        }),
+      { concurrency: 16, discard: true }
+    )
+  })
+
   /** Waits for the run another request is creating under the same idempotency key. */
   const awaitRun = (runId: string): Effect.Effect<RunRecord | null, StorageError> =>
     Effect.gen(function* () {
-      const deadline = Date.now() + REPLAY_WAIT_MS
+      const deadline = Date.now() + (s.replayWaitMs ?? REPLAY_WAIT_MS)
       for (let delay = 2; ; delay = Math.min(delay * 2, 100)) {
         const run = yield* readRun(runId)
-        if (run !== null || Date.now() > deadline) return run
-        yield* sleep(delay)
+        if (run !== null || Date.now() >= deadline) return run
+        yield* Effect.sleep(`${delay} millis`)
       }
     })
 
-  /** Gives an idempotency record its full lifetime (`remainingMs` until its expires_at, plus the grace). */
-  const confirmKey = (customerId: string, key: string, runId: string, remainingMs: number) =>
-    attempt(() =>
-      scripts.confirmIdempotencyKey(
-        keys.idempotency(customerId, key),
-        runId,
-        Math.max(1, Number.isFinite(remainingMs) ? remainingMs : 1) + s.idempotencyGraceMs
-      )
-    )
+  const stillBeingCreated = () =>
+    storageUnavailable("A request with this idempotency key is still being processed; retry shortly.")
 
-  const create: RunStoreEncoded["create"] = (req) =>
+  type Claimed =
+    | { readonly _tag: "Claimed" }
+    | { readonly _tag: "Done"; readonly result: CreateResult }
+    | { readonly _tag: "Again" }
+
+  /**
+   * Takes the idempotency key for `req`'s run, or decides the create from the
+   * record that holds it: its run (Replayed), another body (KeyReused), or —
+   * when that run is missing and its creator can no longer store it — takes
+   * the key over (Claimed).
+   */
+  const takeKey = (idem: IdempotencyRecord, now: number): Effect.Effect<Claimed, StorageError> =>
     Effect.gen(function* () {
-      const run = req.run
-      const idem = req.idempotency
-      if (idem !== null) {
-        const reply = yield* attempt(() =>
+      const recordKey = keys.idempotency(idem.customer_id, idem.key)
+      const ttl =
+        Math.max(1, Number.isFinite(idem.expires_at - now) ? idem.expires_at - now : 1) + s.idempotencyGraceMs
+      const claimKey = (takeoverFrom: string) =>
+        attempt(() =>
           scripts.claimIdempotencyKey(
-            keys.idempotency(idem.customer_id, idem.key),
+            recordKey,
             idem.customer_id,
             idem.key,
             idem.fingerprint,
             idem.run_id,
             idem.expires_at,
-            req.now,
-            PENDING_IDEMPOTENCY_MS
+            now,
+            ttl,
+            takeoverFrom
           )
         )
-        if (reply[0] === "live") {
-          const heldBy = reply[2] ?? ""
-          if (reply[1] !== idem.fingerprint) return CreateResult.KeyReused({ runId: heldBy })
-          const existing = yield* awaitRun(heldBy)
-          if (existing === null)
-            return yield* Effect.fail(
-              storageUnavailable(
-                "A request with this idempotency key is still being processed; retry shortly."
-              )
-            )
-          // Its creator may have failed before confirming the key: confirm it for them,
-          // or the key would lapse with its short pending TTL and a later retry create again.
-          yield* confirmKey(idem.customer_id, idem.key, heldBy, Number(reply[3]) - req.now)
-          return CreateResult.Replayed({ run: existing })
-        }
+      const reply = yield* claimKey("")
+      if (reply[0] !== "live") return { _tag: "Claimed" } as const
+      const heldBy = reply[2] ?? ""
+      if (reply[1] !== idem.fingerprint)
+        return { _tag: "Done", result: CreateResult.KeyReused({ runId: heldBy }) } as const
+      const pending = reply[4] === "pending"
+      const replayed = (run: RunRecord) =>
+        Effect.as(
+          // Its creator may have failed before confirming: confirm for it.
+          pending
+            ? Effect.ignore(attempt(() => scripts.confirmIdempotencyKey(recordKey, heldBy)))
+            : Effect.void,
+          { _tag: "Done", result: CreateResult.Replayed({ run }) } as const
+        )
+      const existing = yield* readRun(heldBy)
+      if (existing !== null) return yield* replayed(existing)
+      if (pending && Number(reply[5]) < PENDING_IDEMPOTENCY_MS) {
+        // Its creator is (most likely) between the key and create_run.
+        const awaited = yield* awaitRun(heldBy)
+        if (awaited !== null) return yield* replayed(awaited)
+        return yield* Effect.fail(stillBeingCreated())
       }
-      // Indexes first: a stored run always has its list entry and a claim hint.
-      handlers.set(run.id, run.handler)
-      yield* Effect.all(
-        [
-          attempt(() =>
-            client.zadd(keys.customerRuns(run.customer_id), "NX", String(run.created_at), run.id)
-          ),
-          indexes.hint(run.id, run.handler, run.version, { claim: claimScore(run), timer: timerScore(run) })
-        ],
-        { concurrency: "unbounded" }
-      )
-      const args: Array<string | number> = [
-        keys.run(run.id),
-        keys.events(run.id),
-        keys.feed(run.id),
-        req.events.length
-      ]
-      for (const e of req.events) args.push(JSON.stringify(e))
-      args.push(...toFieldPairs(run))
-      // A reply of 0 (a run with this id exists) is this request's own write sent again
-      // after a reconnect: ids are minted per request. The run is stored either way.
-      yield* attempt(() => scripts.createRun(...args))
-      if (idem !== null) yield* confirmKey(idem.customer_id, idem.key, idem.run_id, idem.expires_at - req.now)
-      return CreateResult.Created({ run })
+      // Confirmed and missing (expired by retention, or deleted), or pending so long its
+      // creator died or stalled: void the id in its own slot, then take the key over.
+      if ((yield* voidRunId(heldBy)) === "exists") {
+        const run = yield* readRun(heldBy)
+        return run === null ? ({ _tag: "Again" } as const) : yield* replayed(run)
+      }
+      yield* Effect.ignore(attempt(() => client.zrem(keys.customerRuns(idem.customer_id), heldBy)))
+      const taken = yield* claimKey(heldBy)
+      return taken[0] === "live" ? ({ _tag: "Again" } as const) : ({ _tag: "Claimed" } as const)
+    })
+
+  const create: RunStoreEncoded["create"] = (req) =>
+    Effect.gen(function* () {
+      const run = req.run
+      const idem = req.idempotency
+      for (let round = 0; round < CREATE_ROUNDS; round++) {
+        if (idem !== null) {
+          const taken = yield* takeKey(idem, req.now)
+          if (taken._tag === "Done") return taken.result
+          if (taken._tag === "Again") continue
+        }
+        // Indexes first: a stored run always has its list entry and a claim hint.
+        handlers.set(run.id, run.handler)
+        yield* Effect.all(
+          [
+            attempt(() =>
+              client.zadd(keys.customerRuns(run.customer_id), "NX", String(run.created_at), run.id)
+            ),
+            indexes.hint(run.id, run.handler, run.version, { claim: claimScore(run), timer: timerScore(run) })
+          ],
+          { concurrency: "unbounded" }
+        )
+        const args: Array<string | number> = [
+          keys.run(run.id),
+          keys.events(run.id),
+          keys.voided(run.id),
+          keys.feed(run.id),
+          req.events.length
+        ]
+        for (const e of req.events) args.push(JSON.stringify(e))
+        args.push(...toFieldPairs(run))
+        // 0 (a run with this id exists) is this request's own write sent again after a
+        // reconnect: ids are minted per request. The run is stored either way.
+        const stored = yield* attempt(() => scripts.createRun(...args))
+        if (stored === -1) {
+          // The id was voided (a replay took the key over, or a reader dropped the run's
+          // index entries): it can never be stored. Nothing of it may stay behind.
+          yield* Effect.ignore(attempt(() => client.zrem(keys.customerRuns(run.customer_id), run.id)))
+          if (idem === null) break
+          const released = yield* attempt(() =>
+            scripts.releaseIdempotencyKey(keys.idempotency(idem.customer_id, idem.key), run.id)
+          )
+          if (released === 1) break
+          // The key names another run now: answer from it.
+          continue
+        }
+        yield* settleQuietly(run.id, indexStateOf(run))
+        if (idem === null) return CreateResult.Created({ run })
+        // A failed confirm leaves the record pending, never lapsing: a replay confirms it.
+        const confirmed = yield* Effect.either(
+          attempt(() => scripts.confirmIdempotencyKey(keys.idempotency(idem.customer_id, idem.key), run.id))
+        )
+        if (Either.isLeft(confirmed) || confirmed.right === 1) return CreateResult.Created({ run })
+        // The record names another run (ours outlived its expires_at): answer from it.
+      }
+      return yield* Effect.fail(storageUnavailable("The run could not be stored; retry the request."))
     })
 
   const append: RunStoreEncoded["append"] = (runId, expect, events, patch) =>
@@ -277,37 +391,47 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
 
   const get: RunStoreEncoded["get"] = readRun
 
+  /**
+   * Keyset paging over the list index, newest first: each page starts at the last
+   * (score, id) seen, so nothing is skipped or repeated while runs are created.
+   * An entry whose run is missing (a create in flight, or a run expired by
+   * retention and not yet swept) is skipped, never removed here.
+   */
   const list: RunStoreEncoded["list"] = (filter, cursor, limit) =>
     Effect.gen(function* () {
       const key = keys.customerRuns(filter.customerId)
-      let max: string = cursor === null ? "+inf" : String(cursor.createdAt)
-      if (filter.createdBefore !== undefined && (cursor === null || filter.createdBefore <= cursor.createdAt))
-        max = `(${filter.createdBefore}`
       const min = filter.createdAfter === undefined ? "-inf" : String(filter.createdAfter)
-      const batch = Math.max(limit + 1, 64)
+      let last: { score: number; id: string } | null =
+        cursor === null ? null : { score: cursor.createdAt, id: cursor.id }
+      let max: string = last === null ? "+inf" : String(last.score)
+      if (filter.createdBefore !== undefined && (last === null || filter.createdBefore <= last.score))
+        max = `(${filter.createdBefore}`
+      let batch = Math.max(limit + 1, 64)
       const found: RunRecord[] = []
-      for (let offset = 0; found.length <= limit; offset += batch) {
+      while (found.length <= limit) {
         const page = pairs(
           yield* attempt(() =>
-            client.zrange(key, max, min, "BYSCORE", "REV", "LIMIT", offset, batch, "WITHSCORES")
+            client.zrange(key, max, min, "BYSCORE", "REV", "LIMIT", 0, batch, "WITHSCORES")
           )
         )
+        const bound = last
         const fresh = page.filter(
-          (p) =>
-            cursor === null ||
-            p.score < cursor.createdAt ||
-            (p.score === cursor.createdAt && p.id < cursor.id)
+          (p) => bound === null || p.score < bound.score || (p.score === bound.score && p.id < bound.id)
         )
+        if (fresh.length === 0) {
+          // A full page of entries tied at the bound, all seen: read more of them at once.
+          if (page.length < batch) break
+          batch *= 2
+          continue
+        }
         const runs = yield* Effect.forEach(fresh, (p) => readRun(p.id), { concurrency: "unbounded" })
         for (const [i, run] of runs.entries()) {
-          // A missing run is one being created (its entry is written first) or one expired by
-          // retention; an entry old enough to be the latter is dropped.
-          if (run === null && fresh[i]!.score < Date.now() - ORPHAN_LIST_ENTRY_MS)
-            yield* Effect.ignore(attempt(() => client.zrem(key, fresh[i]!.id)))
+          last = fresh[i]!
           if (run !== null && matchesFilter(run, filter)) found.push(run)
           if (found.length > limit) break
         }
         if (page.length < batch) break
+        max = String(last!.score)
       }
       return { runs: found.slice(0, limit), hasMore: found.length > limit }
     })
@@ -388,7 +512,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
             const run = records[i]!
             i++
             if (run === null) {
-              yield* Effect.ignore(indexes.forget(candidate.id, candidate.handler))
+              yield* Effect.ignore(forgetMissing(candidate.id, candidate.handler))
               continue
             }
             const decided = RunState.transition(
@@ -431,6 +555,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
 
   const dueTimers: RunStoreEncoded["dueTimers"] = (now, limit) =>
     Effect.gen(function* () {
+      yield* Effect.ignore(sweepExpiring)
       const due: RunRecord[] = []
       const seen = new Set<string>()
       const batch = Math.max(limit, 64)
@@ -447,7 +572,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
         const runs = yield* Effect.forEach(page, (p) => readRun(p.id), { concurrency: "unbounded" })
         for (const [j, run] of runs.entries()) {
           if (run === null)
-            yield* Effect.ignore(indexes.forget(page[j]!.id, handlers.get(page[j]!.id) ?? null))
+            yield* Effect.ignore(forgetMissing(page[j]!.id, handlers.get(page[j]!.id) ?? null))
           else if (isDue(run, now)) {
             if (due.length < limit) due.push(run)
           } else yield* settleQuietly(run.id, indexStateOf(run))

@@ -41,9 +41,12 @@ export interface RedisStorageOptions {
   readonly cluster?: ReadonlyArray<{ readonly host: string; readonly port: number }>
   /** A connection you own (standalone or cluster): used, never closed, by the adapter. */
   readonly client?: Redis | Cluster
-  /** Namespace of every key (letters, digits, `_.:-`; default `baton`). */
+  /**
+   * Namespace of every key (letters, digits, `_.:-`; default `baton`). Deployments
+   * sharing one Redis need prefixes where neither is the other followed by `:`.
+   */
   readonly prefix?: string
-  /** Refuse to start when a master runs without AOF (default: warn). */
+  /** Refuse to start when a master runs without AOF, or when that cannot be determined (default: warn). */
   readonly requireAof?: boolean
   readonly retention?: RedisRetention
   /** CLIENT SETNAME of the adapter's connections (default `baton`; the feed's gets `:feed`). */

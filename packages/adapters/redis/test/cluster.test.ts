@@ -6,8 +6,8 @@
 import { requiredServices, runAdapterConformance } from "@baton/adapter-conformance"
 import { redisBackdoor, redisStorage } from "@baton/adapter-redis"
 import { Cluster } from "ioredis"
-import { describe, it } from "vitest"
-import { clusterToolsAvailable, startCluster } from "./support/cluster.js"
+import { afterAll, describe, expect, it } from "vitest"
+import { clusterToolsAvailable, type LocalCluster, startCluster } from "./support/cluster.js"
 import { dropPrefix, uniquePrefix } from "./support/redis.js"
 
 if (!clusterToolsAvailable()) {
@@ -17,8 +17,34 @@ if (!clusterToolsAvailable()) {
     it.skip("redis-server / redis-cli not on PATH: cannot start a local Redis Cluster", () => {})
   })
 } else {
+  /** Every cluster this file started: stopped by the file's own afterAll, even when the adapter never opened. */
+  const clusters: LocalCluster[] = []
+  afterAll(async () => {
+    await Promise.all(clusters.map((c) => c.stop()))
+  })
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  describe("local redis cluster plumbing", () => {
+    it("runs its servers as child processes and kills every one on stop", async () => {
+      const cluster = await startCluster()
+      clusters.push(cluster)
+      expect(cluster.pids).toHaveLength(3)
+      for (const pid of cluster.pids) expect(alive(pid)).toBe(true)
+      await cluster.stop()
+      for (const pid of cluster.pids) expect(alive(pid)).toBe(false)
+    })
+  })
+
   runAdapterConformance("redis cluster (3 masters)", async () => {
     const cluster = await startCluster()
+    clusters.push(cluster)
     const prefix = uniquePrefix("cluster")
     const raw = new Cluster([...cluster.nodes])
     return {

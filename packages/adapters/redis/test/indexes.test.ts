@@ -40,10 +40,15 @@ if (location === null) {
     const index = keyLayout(prefix).claimQueue("h")
     const scripts = defineScripts(client)
     const score = async (id: string) => client.zscore(index.zset, id)
-    const hint = (id: string, version: number, at: number, now = Date.now()) =>
-      scripts.hintIndex(index.zset, index.versions, id, version, at, now)
-    const settle = (id: string, version: number, at: number | null, now = Date.now()) =>
-      scripts.settleIndex(index.zset, index.versions, id, version, at === null ? "" : at, now, STALE_HINT_MS)
+    const hint = (id: string, version: number, at: number) =>
+      scripts.hintIndex(index.zset, index.versions, id, version, at)
+    const settle = (id: string, version: number, at: number | null) =>
+      scripts.settleIndex(index.zset, index.versions, id, version, at === null ? "" : at, STALE_HINT_MS)
+    /** Moves the entry's hint time back by `ms`, as if Redis's clock had moved on. */
+    const age = async (id: string, ms: number) => {
+      const [version, at] = String(await client.hget(index.versions, id)).split(":")
+      await client.hset(index.versions, id, `${version}:${Number(at) - ms}`)
+    }
 
     afterAll(async () => {
       await dropPrefix(client, prefix)
@@ -72,11 +77,21 @@ if (location === null) {
       expect(await score("b")).toBeNull()
     })
 
-    it("a hint whose writer died (older than the stale limit) no longer blocks", async () => {
-      const long = Date.now() - STALE_HINT_MS - 1
-      await hint("c", 5, 10, long)
+    it("a hint whose writer died (older than the stale limit by Redis's clock) no longer blocks", async () => {
+      await hint("c", 5, 10)
+      expect(await settle("c", 0, null)).toBe(0)
+      await age("c", STALE_HINT_MS - 1_000)
+      expect(await settle("c", 0, null)).toBe(0)
+      await age("c", 1_001)
       expect(await settle("c", 0, null)).toBe(1)
       expect(await score("c")).toBeNull()
+    })
+
+    it("hint and settle times are Redis's clock, not the caller's", async () => {
+      const [seconds] = await client.time()
+      await hint("d", 1, 10)
+      const at = Number(String(await client.hget(index.versions, "d")).split(":")[1])
+      expect(Math.abs(at - Number(seconds) * 1000)).toBeLessThan(60_000)
     })
   })
 }

@@ -1,4 +1,4 @@
-/** Start-up: a bad address fails fast and clearly, AOF is checked, the prefix is validated. */
+/** Start-up: a bad address fails fast and clearly, AOF is checked (also without CONFIG), the prefix is validated. */
 import { redisStorage } from "@baton/adapter-redis"
 import type { StorageAdapter } from "@baton/core"
 import { Effect, Exit, Layer } from "effect"
@@ -14,6 +14,17 @@ const open = (adapter: StorageAdapter) =>
 
 const failureOf = (exit: Exit.Exit<unknown, unknown>) =>
   Exit.isFailure(exit) ? (exit.cause._tag === "Fail" ? exit.cause.error : exit.cause) : null
+
+/** A client whose named commands fail as on a managed service that renamed them away. */
+const withoutCommands = (client: Redis, disabled: ReadonlyArray<string>): Redis =>
+  new Proxy(client, {
+    get(target, prop) {
+      if (typeof prop === "string" && disabled.includes(prop))
+        return () => Promise.reject(new Error(`ERR unknown command '${prop}'`))
+      const value = Reflect.get(target, prop, target)
+      return typeof value === "function" ? value.bind(target) : value
+    }
+  })
 
 describe("redis adapter start-up", () => {
   it("fails fast with a StorageError naming no secret when nothing listens at the URL", async () => {
@@ -56,6 +67,61 @@ describe("redis adapter start-up", () => {
         }
       } finally {
         await admin.quit()
+      }
+    }
+  )
+
+  it.skipIf(location === null)(
+    location === null
+      ? "without CONFIG, reads AOF from INFO; with neither, requireAof refuses to start [skipped: redis not found]"
+      : "without CONFIG, reads AOF from INFO; with neither, requireAof refuses to start",
+    async () => {
+      const url = location!.url
+      const admin = new Redis(url)
+      const owned = new Redis(url)
+      try {
+        const aof = ((await admin.config("GET", "appendonly")) as string[])[1]
+        // CONFIG renamed away: INFO persistence answers the same question.
+        const noConfig = withoutCommands(owned, ["config"])
+        const viaInfo = await open(redisStorage({ client: noConfig, requireAof: true, log: () => {} }))
+        expect(Exit.isSuccess(viaInfo)).toBe(aof === "yes")
+        // Neither CONFIG nor INFO: durability cannot be proven, so requireAof must not pass.
+        const blind = withoutCommands(owned, ["config", "info"])
+        const warnings: string[] = []
+        expect(
+          Exit.isSuccess(await open(redisStorage({ client: blind, log: (m) => warnings.push(m) })))
+        ).toBe(true)
+        expect(warnings.some((w) => /durability unknown/.test(w))).toBe(true)
+        expect(
+          failureOf(await open(redisStorage({ client: blind, requireAof: true, log: () => {} })))
+        ).toMatchObject({
+          _tag: "StorageError",
+          message: expect.stringMatching(/requireAof/)
+        })
+        // A caller's own client is never closed by the adapter.
+        expect(await owned.ping()).toBe("PONG")
+      } finally {
+        await admin.quit()
+        await owned.quit()
+      }
+    }
+  )
+
+  it.skipIf(location === null)(
+    location === null
+      ? "never closes a caller's own client, not even when its probe fails [skipped: redis not found]"
+      : "never closes a caller's own client, not even when its probe fails",
+    async () => {
+      const owned = new Redis(location!.url)
+      try {
+        expect(await owned.ping()).toBe("PONG")
+        const failing = withoutCommands(owned, ["ping"])
+        const exit = await open(redisStorage({ client: failing, log: () => {} }))
+        expect(failureOf(exit)).toMatchObject({ _tag: "StorageError" })
+        expect(owned.status).toBe("ready")
+        expect(await owned.get("baton-test:nothing")).toBeNull()
+      } finally {
+        await owned.quit()
       }
     }
   )

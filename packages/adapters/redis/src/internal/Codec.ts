@@ -45,8 +45,8 @@ export const stringOrNull = (raw: string | null | undefined): string | null => {
   return typeof value === "string" ? value : null
 }
 
-/** The run hash's bookkeeping fields (the last write id): not part of the row. */
-const RUN_BOOKKEEPING = ["_write"] as const
+/** The run hash's bookkeeping fields (recent write ids): not part of the row. */
+const RUN_BOOKKEEPING = ["_writes", "_write"] as const
 
 const withoutBookkeeping = (row: Record<string, unknown> | null): RunRecord | null => {
   if (row === null) return null

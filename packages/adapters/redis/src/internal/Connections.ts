@@ -29,8 +29,10 @@ const commonOptions = (s: ConnectionSettings, name: string): ClientOptions => ({
   connectTimeout: s.connectTimeoutMs,
   commandTimeout: s.commandTimeoutMs,
   // Commands in flight when a connection drops are sent again after the reconnect
-  // (ioredis's default; with it off they would hang until commandTimeout). Every
-  // script is safe to receive twice: see the write id in append.lua.
+  // (ioredis's default; with it off they would hang until commandTimeout), even
+  // after commandTimeout rejected their promise. Every script is safe to receive
+  // twice, also after other writes landed in between: see the write ids in
+  // append.lua, the run id checks of create_run and the idempotency scripts.
   autoResendUnfulfilledCommands: true,
   maxRetriesPerRequest: 2
 })
@@ -57,7 +59,8 @@ const closeQuietly = (client: RedisClient): Promise<void> =>
 const connectAndProbe = (
   client: RedisClient,
   timeoutMs: number,
-  what: string
+  what: string,
+  owned: boolean
 ): Effect.Effect<void, StorageError> =>
   Effect.tryPromise({
     try: async () => {
@@ -75,7 +78,8 @@ const connectAndProbe = (
         ? e
         : storageUnavailable(`Could not connect to Redis (${what}): ${e.message}`)
     ),
-    Effect.tapError(() => Effect.sync(() => client.disconnect()))
+    // A caller's own client is never closed, not even when its probe fails.
+    Effect.tapError(() => (owned ? Effect.sync(() => client.disconnect()) : Effect.void))
   )
 
 const scopedClient = (
@@ -86,7 +90,7 @@ const scopedClient = (
   Effect.acquireRelease(
     Effect.flatMap(
       Effect.sync(() => quiet(make())),
-      (client) => Effect.as(connectAndProbe(client, s.connectTimeoutMs, what), client)
+      (client) => Effect.as(connectAndProbe(client, s.connectTimeoutMs, what, true), client)
     ),
     (client) => Effect.promise(() => closeQuietly(client))
   )
@@ -97,7 +101,7 @@ export const openCommandClient = (
 ): Effect.Effect<RedisClient, StorageError, Scope.Scope> => {
   if (s.client !== null) {
     const client = s.client
-    return Effect.as(connectAndProbe(client, s.connectTimeoutMs, "the given client"), client)
+    return Effect.as(connectAndProbe(client, s.connectTimeoutMs, "the given client", false), client)
   }
   if (s.cluster !== null) {
     const nodes = s.cluster.map((n) => ({ host: n.host, port: n.port }))

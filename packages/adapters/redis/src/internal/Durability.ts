@@ -7,8 +7,12 @@ import { Effect } from "effect"
 import type { Redis } from "ioredis"
 
 export interface Persistence {
-  /** Null when CONFIG is disabled (renamed away, as managed services do). */
+  /**
+   * "yes" / "no"; from CONFIG GET, else from INFO persistence (`aof_enabled:`) when
+   * CONFIG is disabled (renamed away, as managed services do); null when neither answers.
+   */
   readonly appendonly: string | null
+  /** Null when CONFIG is disabled (INFO does not tell). */
   readonly appendfsync: string | null
 }
 
@@ -21,14 +25,28 @@ const readConfig = (node: Redis, name: string): Promise<string | null> =>
     () => null
   )
 
-export const readPersistence = (node: Redis): Promise<Persistence> =>
-  Promise.all([readConfig(node, "appendonly"), readConfig(node, "appendfsync")]).then(
-    ([appendonly, appendfsync]) => ({ appendonly, appendfsync })
+/** `aof_enabled:1` of INFO persistence as "yes" / "no"; null when INFO is unavailable too. */
+const readInfo = (node: Redis): Promise<string | null> =>
+  node.info("persistence").then(
+    (text) => {
+      const found = /^aof_enabled:(\d)/m.exec(String(text))?.[1]
+      return found === undefined ? null : found === "1" ? "yes" : "no"
+    },
+    () => null
   )
 
+export const readPersistence = async (node: Redis): Promise<Persistence> => {
+  const [appendonly, appendfsync] = await Promise.all([
+    readConfig(node, "appendonly"),
+    readConfig(node, "appendfsync")
+  ])
+  return { appendonly: appendonly ?? (await readInfo(node)), appendfsync }
+}
+
 /**
- * Warns (or, with `requireAof`, fails) when a master runs without AOF. A
- * server whose CONFIG is disabled cannot be checked: that is a warning only.
+ * Warns (or, with `requireAof`, fails) when a master runs without AOF. When
+ * neither CONFIG nor INFO tells, durability is unknown: a warning, or with
+ * `requireAof` a start failure (it cannot be proven).
  */
 export const checkDurability = (
   nodes: ReadonlyArray<Redis>,
@@ -39,9 +57,13 @@ export const checkDurability = (
     Effect.promise(() => Promise.all(nodes.map(readPersistence))),
     (found) => {
       if (found.some((p) => p.appendonly === null)) {
-        log(
-          "baton redis: cannot read the server's persistence settings (CONFIG is disabled); durability unknown."
-        )
+        const message =
+          "Cannot read the server's persistence settings (CONFIG and INFO persistence are unavailable); durability unknown."
+        if (requireAof)
+          return Effect.fail(
+            storageUnavailable(`${message} requireAof is set, so the adapter does not start.`)
+          )
+        log(`baton redis: ${message}`)
         return Effect.void
       }
       if (found.some((p) => p.appendonly !== "yes")) {

@@ -8,7 +8,18 @@ import { Effect } from "effect"
 const messageOf = (error: unknown): string =>
   error instanceof Error ? `${error.name} ${error.message}` : String(error)
 
-export const toStorageError = (error: unknown): StorageError => {
+/**
+ * The original error rides along as a non-enumerable `cause`: there for a
+ * debugger or a log that asks for it, never serialized into a response.
+ */
+const withCause = (error: StorageError, cause: unknown): StorageError => {
+  Object.defineProperty(error, "cause", { value: cause, enumerable: false, configurable: true })
+  return error
+}
+
+export const toStorageError = (error: unknown): StorageError => withCause(classify(error), error)
+
+const classify = (error: unknown): StorageError => {
   const text = messageOf(error)
   if (/READONLY/.test(text))
     return storageUnavailable("Redis is read-only right now (a failover may be running).")

@@ -10,7 +10,12 @@
  * 2. Raising or removing a score (`settle`) is refused while a newer version
  *    of the run was hinted or settled, so a reconciler that read an old record
  *    cannot undo a newer writer's hint. A hint older than STALE_HINT_MS (its
- *    writer died before writing) no longer blocks.
+ *    writer died before writing) no longer blocks. Hint times and ages are
+ *    Redis's own clock (TIME inside the scripts), never an engine's.
+ * 3. An entry whose run is missing is removed only when no live hint protects
+ *    it, and then the run id is voided (void_run_id) before anyone may trust
+ *    the removal: a creator that was merely slow finds its create_run refused
+ *    instead of storing a run no index points at.
  */
 import { isTerminal, type RunPatch, type RunRecord, type RunStatus, type StorageError } from "@baton/core"
 import { Effect } from "effect"
@@ -90,13 +95,16 @@ export interface Indexes {
   ) => Effect.Effect<void, StorageError>
   /** Sets both exact scores from a run state read or written at `state.version`. */
   readonly settle: (runId: string, state: IndexState) => Effect.Effect<void, StorageError>
-  /** The run is gone (expired or never written): drops it unless a live hint protects it. */
-  readonly forget: (runId: string, handler: string | null) => Effect.Effect<void, StorageError>
+  /**
+   * Removes the run's entries (claim queue when `handler` is known, timers) unless a live
+   * hint protects them; true when every removal applied.
+   */
+  readonly remove: (runId: string, handler: string | null) => Effect.Effect<boolean, StorageError>
 }
 
 export const makeIndexes = (keys: KeyLayout, scripts: Scripts): Indexes => {
   const hintOne = (index: IndexKeys, runId: string, version: number, score: number) =>
-    attempt(() => scripts.hintIndex(index.zset, index.versions, runId, version, score, Date.now()))
+    attempt(() => scripts.hintIndex(index.zset, index.versions, runId, version, score))
   const settleOne = (index: IndexKeys, runId: string, version: number, score: number | null) =>
     attempt(() =>
       scripts.settleIndex(
@@ -105,7 +113,6 @@ export const makeIndexes = (keys: KeyLayout, scripts: Scripts): Indexes => {
         runId,
         version,
         score === null ? "" : score,
-        Date.now(),
         STALE_HINT_MS
       )
     )
@@ -132,15 +139,16 @@ export const makeIndexes = (keys: KeyLayout, scripts: Scripts): Indexes => {
           { concurrency: "unbounded" }
         )
       ),
-    forget: (runId, handler) =>
-      Effect.asVoid(
+    remove: (runId, handler) =>
+      Effect.map(
         Effect.all(
           [
-            handler === null ? Effect.void : settleOne(keys.claimQueue(handler), runId, 0, null),
+            handler === null ? Effect.succeed(1) : settleOne(keys.claimQueue(handler), runId, 0, null),
             settleOne(keys.timers, runId, 0, null)
           ],
           { concurrency: "unbounded" }
-        )
+        ),
+        (applied) => applied.every((a) => a === 1)
       )
   }
 }

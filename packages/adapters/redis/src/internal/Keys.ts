@@ -5,7 +5,14 @@
  * slots than the runs they point at, which is why they are only hints.
  */
 
-/** Letters, digits and `_.:-`: no braces, so a prefix never becomes a hash tag. */
+import { createHash } from "node:crypto"
+
+/**
+ * Letters, digits and `_.:-`: no braces, so a prefix never becomes a hash tag.
+ * Two deployments sharing one Redis need prefixes that do not overlap: neither
+ * may be the other followed by `:` (`a` and `a:x`), or a `SCAN a:*` clean-up
+ * of one would match the other's keys.
+ */
 export const PREFIX_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/
 
 export interface IndexKeys {
@@ -27,7 +34,12 @@ export interface KeyLayout {
   readonly timers: IndexKeys
   /** A customer's runs by `created_at` (ties by id): the list index. */
   readonly customerRuns: (customerId: string) => string
+  /** SHA-256 of (customer, key): the user's key never shapes the Redis key (nor picks its slot). */
   readonly idempotency: (customerId: string, key: string) => string
+  /** A voided run id's tombstone: create_run of that id fails (in the run's slot). */
+  readonly voided: (runId: string) => string
+  /** `<customer>:<runId>` of finished runs whose keys expire, by expiry (Redis's clock). */
+  readonly expiring: string
   readonly apiKey: (keyId: string) => string
   /** A customer's key ids by `created_at`. */
   readonly customerKeys: (customerId: string) => string
@@ -43,8 +55,10 @@ export const keyLayout = (prefix: string): KeyLayout => ({
   claimQueue: (handler) => index(`${prefix}:claim:{h:${handler}}`),
   timers: index(`${prefix}:{timers}`),
   customerRuns: (customer) => `${prefix}:runs:{c:${customer}}`,
-  // Customer ids hold no ':' (CUSTOMER_ID_PATTERN), so the pair is unambiguous.
-  idempotency: (customer, key) => `${prefix}:idem:${customer}:${key}`,
+  idempotency: (customer, key) =>
+    `${prefix}:idem:${createHash("sha256").update(`${customer}\u0000${key}`).digest("hex")}`,
+  voided: (id) => `${prefix}:void:{${id}}`,
+  expiring: `${prefix}:{expiring}`,
   apiKey: (keyId) => `${prefix}:key:{${keyId}}`,
   customerKeys: (customer) => `${prefix}:keys:{c:${customer}}`
 })

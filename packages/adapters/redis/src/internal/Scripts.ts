@@ -17,6 +17,10 @@ export interface Scripts {
   readonly renewLease: Call<ReadonlyArray<string>>
   readonly claimIdempotencyKey: Call<ReadonlyArray<string>>
   readonly confirmIdempotencyKey: Call<number>
+  readonly releaseIdempotencyKey: Call<number>
+  readonly voidRunId: Call<string>
+  readonly markExpiring: Call<number>
+  readonly dueExpiring: Call<ReadonlyArray<string>>
   readonly hintIndex: Call<number>
   readonly settleIndex: Call<number>
   readonly insertKey: Call<number>
@@ -24,11 +28,15 @@ export interface Scripts {
 }
 
 const DEFINITIONS: Readonly<Record<keyof Scripts, { readonly lua: string; readonly keys: number }>> = {
-  createRun: { lua: Lua.createRun, keys: 2 },
+  createRun: { lua: Lua.createRun, keys: 3 },
   append: { lua: Lua.append, keys: 2 },
   renewLease: { lua: Lua.renewLease, keys: 1 },
   claimIdempotencyKey: { lua: Lua.claimIdempotencyKey, keys: 1 },
   confirmIdempotencyKey: { lua: Lua.confirmIdempotencyKey, keys: 1 },
+  releaseIdempotencyKey: { lua: Lua.releaseIdempotencyKey, keys: 1 },
+  voidRunId: { lua: Lua.voidRunId, keys: 2 },
+  markExpiring: { lua: Lua.markExpiring, keys: 1 },
+  dueExpiring: { lua: Lua.dueExpiring, keys: 1 },
   hintIndex: { lua: Lua.hintIndex, keys: 2 },
   settleIndex: { lua: Lua.settleIndex, keys: 2 },
   insertKey: { lua: Lua.insertKey, keys: 1 },

@@ -13,20 +13,23 @@ export const append = `--[[
   ARGV[3]  n: number of events
   ARGV[4]  g: number of guards
   ARGV[5]  retention ms for a run that reaches a terminal status here ("0": keep)
-  ARGV[6]  write id: unique per call, stored in the run's "_write" field, so the
-           same call sent again (a client resending after a reconnect) is
-           answered as applied instead of as a conflict
+  ARGV[6]  write id: unique per call, no spaces. The run's "_writes" field
+           keeps the last 16 applied write ids, so the same call sent again (a
+           client resending after a reconnect, even after other writes landed
+           in between) is answered as applied instead of as a conflict
   ARGV[7 .. 6+n]                  events, JSON
   ARGV[7+n .. 6+n+2g]             guard pairs: field, the exact stored value expected
   ARGV[7+n+2g ..]                 patch pairs: field, new value (JSON)
 
-  Returns  {1, status, handler, available_at, lease_expires_at, timer_at, version}
+  Returns  {1, status, handler, available_at, lease_expires_at, timer_at, version, customer_id}
            (raw JSON of the run after the write, for the shared indexes)
            {0}  no such run, a guard failed, or the seqs do not continue the log
 ]]
+local KEEP_WRITES = 16
 local function state()
-  local s = redis.call("HMGET", KEYS[1], "status", "handler", "available_at", "lease_expires_at", "timer_at", "version")
-  return {1, s[1], s[2], s[3], s[4], s[5], s[6]}
+  local s = redis.call("HMGET", KEYS[1], "status", "handler", "available_at", "lease_expires_at", "timer_at",
+    "version", "customer_id")
+  return {1, s[1], s[2], s[3], s[4], s[5], s[6], s[7]}
 end
 if redis.call("EXISTS", KEYS[1]) == 0 then
   return {0}
@@ -44,9 +47,14 @@ end
 if n > 0 and redis.call("LLEN", KEYS[2]) + 1 ~= tonumber(ARGV[2]) then
   holds = false
 end
+-- "_writes" is a JSON string: the applied write ids, newest first, space-separated.
+local stored = redis.call("HGET", KEYS[1], "_writes")
+local writes = stored and string.sub(stored, 2, -2) or ""
 if not holds then
-  if redis.call("HGET", KEYS[1], "_write") == ARGV[6] then
-    return state()
+  for w in string.gmatch(writes, "%S+") do
+    if w == ARGV[6] then
+      return state()
+    end
   end
   return {0}
 end
@@ -57,8 +65,14 @@ local patch = {}
 for i = guards + 2 * g + 1, #ARGV do
   patch[#patch + 1] = ARGV[i]
 end
-patch[#patch + 1] = "_write"
-patch[#patch + 1] = ARGV[6]
+local kept = {ARGV[6]}
+for w in string.gmatch(writes, "%S+") do
+  if #kept < KEEP_WRITES then
+    kept[#kept + 1] = w
+  end
+end
+patch[#patch + 1] = "_writes"
+patch[#patch + 1] = '"' .. table.concat(kept, " ") .. '"'
 redis.call("HSET", KEYS[1], unpack(patch))
 if n > 0 then
   redis.call("PUBLISH", ARGV[1], redis.call("LLEN", KEYS[2]))
@@ -75,69 +89,89 @@ return state()
 export const claimIdempotencyKey = `--[[
   claim_idempotency_key: takes (customer, key) for a new run unless a live
   record holds it. A record whose expires_at <= now no longer counts.
-  The record starts with a short pending TTL; confirm_idempotency_key
-  extends it once the run is stored, so a creator that dies in between
-  frees the key quickly.
+  The record gets its full lifetime at once and never lapses while pending:
+  it starts with state "pending" and pending_since (Redis's own clock), and
+  confirm_idempotency_key marks it "confirmed" once its run is stored. A
+  record whose run was voided (void_run_id) may be taken over by naming
+  that run id in ARGV[8].
 
-  KEYS[1]  the record hash  <prefix>:idem:<customer>:<key>
+  KEYS[1]  the record hash  <prefix>:idem:<sha256(customer, key)>
   ARGV[1]  customer_id     ARGV[2]  key
   ARGV[3]  fingerprint     ARGV[4]  run_id
   ARGV[5]  expires_at (epoch ms)
   ARGV[6]  now (epoch ms, the caller's clock)
-  ARGV[7]  pending TTL in ms
+  ARGV[7]  TTL in ms (expires_at - now + grace)
+  ARGV[8]  run id this call may take the record over from ("" none); only
+           ever a run id that void_run_id answered "voided" for
 
-  Returns  {"claimed"}                        the record is ours now
-           {"live", fingerprint, run_id, expires_at}
-                                              a live record holds the key: nothing written
+  Returns  {"claimed"}        the record is ours now (or was already: a resend)
+           {"live", fingerprint, run_id, expires_at, state, age_ms}
+                              a live record holds the key: nothing written;
+                              age_ms: how long it has been pending, by Redis's clock
 ]]
-local held = redis.call("HMGET", KEYS[1], "fingerprint", "run_id", "expires_at")
+local function nowMs()
+  local t = redis.call("TIME")
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local held = redis.call("HMGET", KEYS[1], "fingerprint", "run_id", "expires_at", "state", "pending_since")
 if held[2] == ARGV[4] then
   -- This very call, sent again after a reconnect: the key is already ours.
   return {"claimed"}
 end
-if held[1] and tonumber(held[3]) > tonumber(ARGV[6]) then
-  return {"live", held[1], held[2], held[3]}
+if held[1] and tonumber(held[3]) > tonumber(ARGV[6]) and held[2] ~= ARGV[8] then
+  local age = 0
+  if held[5] then
+    age = nowMs() - tonumber(held[5])
+  end
+  return {"live", held[1], held[2], held[3], held[4] or "confirmed", tostring(age)}
 end
 redis.call("DEL", KEYS[1])
 redis.call("HSET", KEYS[1], "customer_id", ARGV[1], "key", ARGV[2], "fingerprint", ARGV[3],
-  "run_id", ARGV[4], "expires_at", ARGV[5])
+  "run_id", ARGV[4], "expires_at", ARGV[5], "state", "pending", "pending_since", tostring(nowMs()))
 redis.call("PEXPIRE", KEYS[1], ARGV[7])
 return {"claimed"}
 `
 
 /** src/lua/confirm_idempotency_key.lua */
 export const confirmIdempotencyKey = `--[[
-  confirm_idempotency_key: gives a claimed record its full lifetime once its
-  run is stored, unless another run took the key meanwhile.
+  confirm_idempotency_key: marks a claimed record "confirmed" once its run is
+  stored, unless another run took the key meanwhile. (The record already has
+  its full lifetime from the claim.)
 
-  KEYS[1]  the record hash  <prefix>:idem:<customer>:<key>
+  KEYS[1]  the record hash  <prefix>:idem:<sha256(customer, key)>
   ARGV[1]  run_id
-  ARGV[2]  TTL in ms
 
-  Returns  1  extended
+  Returns  1  confirmed (or already was)
            0  the record names another run (or is gone): untouched
 ]]
 if redis.call("HGET", KEYS[1], "run_id") ~= ARGV[1] then
   return 0
 end
-redis.call("PEXPIRE", KEYS[1], ARGV[2])
+redis.call("HSET", KEYS[1], "state", "confirmed")
 return 1
 `
 
 /** src/lua/create_run.lua */
 export const createRun = `--[[
-  create_run: stores a new run and its first events, unless the run exists.
+  create_run: stores a new run and its first events, unless the run exists or
+  its id was voided (void_run_id).
 
   KEYS[1]  the run hash          <prefix>:run:{<runId>}
   KEYS[2]  the run's event list  <prefix>:events:{<runId>}
+  KEYS[3]  the run's tombstone   <prefix>:void:{<runId>}
   ARGV[1]  feed channel to publish the new last seq on
   ARGV[2]  n: number of events
   ARGV[3 .. 2+n]        events, JSON, seq 1..n in order
   ARGV[3+n ..]          field, value pairs of the run (each value JSON)
 
-  Returns  1  created
-           0  a run with this id exists: nothing written
+  Returns  1   created
+           0   a run with this id exists: nothing written (ids are minted per
+               request, so this is the same request sent again)
+           -1  the id was voided: nothing written, it can never be stored
 ]]
+if redis.call("EXISTS", KEYS[3]) == 1 then
+  return -1
+end
 if redis.call("EXISTS", KEYS[1]) == 1 then
   return 0
 end
@@ -156,22 +190,39 @@ end
 return 1
 `
 
+/** src/lua/due_expiring.lua */
+export const dueExpiring = `--[[
+  due_expiring: the members of the expiring set whose runs have expired by
+  Redis's own clock (read only; the sweep removes what it has handled).
+
+  KEYS[1]  the expiring sorted set  <prefix>:{expiring}
+  ARGV[1]  at most this many
+
+  Returns  the members, oldest first
+]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call("ZRANGE", KEYS[1], "-inf", string.format("%d", now), "BYSCORE", "LIMIT", 0, tonumber(ARGV[1]))
+`
+
 /** src/lua/hint_index.lua */
 export const hintIndex = `--[[
   hint_index: before a run write that may make the run due earlier, lowers its
   score in a shared index (never raises it) and records that a write of
   \`version\` is coming, so a reconciler that read an older version cannot
-  undo the hint.
+  undo the hint. The hint's time is Redis's own clock (TIME), the same one
+  settle_index compares it with: engines' clocks play no part.
 
   KEYS[1]  the index sorted set  (claim queue of a handler, or timers)
   KEYS[2]  the index's hash member -> "version:written_at"
   ARGV[1]  member (run id)
   ARGV[2]  version the coming write produces
   ARGV[3]  score (epoch ms)
-  ARGV[4]  written_at (epoch ms, wall clock)
 
   Returns  1
 ]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local current = redis.call("ZSCORE", KEYS[1], ARGV[1])
 if not current or tonumber(ARGV[3]) < tonumber(current) then
   redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
@@ -179,7 +230,7 @@ end
 local seen = redis.call("HGET", KEYS[2], ARGV[1])
 local seenVersion = seen and tonumber(string.match(seen, "^(%d+):")) or 0
 if tonumber(ARGV[2]) >= seenVersion then
-  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. ":" .. ARGV[4])
+  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. ":" .. string.format("%d", now))
 end
 return 1
 `
@@ -203,6 +254,42 @@ if redis.call("EXISTS", KEYS[1]) == 1 then
   return 0
 end
 redis.call("HSET", KEYS[1], unpack(ARGV))
+return 1
+`
+
+/** src/lua/mark_expiring.lua */
+export const markExpiring = `--[[
+  mark_expiring: records that a finished run's keys expire (retention), so a
+  sweep can later drop its list entry. Scored with Redis's own clock.
+
+  KEYS[1]  the expiring sorted set  <prefix>:{expiring}
+  ARGV[1]  member "<customerId>:<runId>" (customer ids hold no ':')
+  ARGV[2]  the run's TTL in ms
+
+  Returns  1
+]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call("ZADD", KEYS[1], string.format("%d", now + tonumber(ARGV[2])), ARGV[1])
+return 1
+`
+
+/** src/lua/release_idempotency_key.lua */
+export const releaseIdempotencyKey = `--[[
+  release_idempotency_key: deletes a record that names a run which can never
+  be stored (its create_run was refused because the run id was voided), so
+  the client's retry with the same key creates at once.
+
+  KEYS[1]  the record hash  <prefix>:idem:<sha256(customer, key)>
+  ARGV[1]  run_id
+
+  Returns  1  deleted
+           0  the record names another run (or is gone): untouched
+]]
+if redis.call("HGET", KEYS[1], "run_id") ~= ARGV[1] then
+  return 0
+end
+redis.call("DEL", KEYS[1])
 return 1
 `
 
@@ -253,24 +340,26 @@ export const settleIndex = `--[[
   settle_index: sets a run's exact score in a shared index (or removes it)
   from a run record read or written at \`version\`. Refused while a newer
   version was hinted or settled, unless that hint is older than the stale
-  limit (its writer died between the hint and the write).
+  limit (its writer died between the hint and the write). Age is measured
+  with Redis's own clock (TIME), like the hint's time.
 
   KEYS[1]  the index sorted set  (claim queue of a handler, or timers)
   KEYS[2]  the index's hash member -> "version:written_at"
   ARGV[1]  member (run id)
   ARGV[2]  version of the record the score comes from (0: the run is missing)
   ARGV[3]  score (epoch ms), or "" to remove the member
-  ARGV[4]  now (epoch ms, wall clock)
-  ARGV[5]  stale limit in ms
+  ARGV[4]  stale limit in ms
 
   Returns  1  applied
            0  a newer version is pending or settled: untouched
 ]]
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local seen = redis.call("HGET", KEYS[2], ARGV[1])
 if seen then
-  local seenVersion, seenAt = string.match(seen, "^(%d+):(%d+)$")
-  if tonumber(seenVersion) > tonumber(ARGV[2])
-    and tonumber(ARGV[4]) - tonumber(seenAt) < tonumber(ARGV[5]) then
+  local seenVersion, seenAt = string.match(seen, "^(%d+):(%-?%d+)$")
+  if seenVersion and tonumber(seenVersion) > tonumber(ARGV[2])
+    and now - tonumber(seenAt) < tonumber(ARGV[4]) then
     return 0
   end
 end
@@ -279,7 +368,29 @@ if ARGV[3] == "" then
   redis.call("HDEL", KEYS[2], ARGV[1])
 else
   redis.call("ZADD", KEYS[1], ARGV[3], ARGV[1])
-  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. ":" .. ARGV[4])
+  redis.call("HSET", KEYS[2], ARGV[1], ARGV[2] .. ":" .. string.format("%d", now))
 end
 return 1
+`
+
+/** src/lua/void_run_id.lua */
+export const voidRunId = `--[[
+  void_run_id: settles, in the run's own slot, the race between a reader that
+  found a run missing and a creator that may still be about to store it.
+  Either the run exists, or a tombstone makes every later create_run of that
+  id fail. Callers: a replay taking over an idempotency key whose run is
+  missing, and a claim or sweep dropping index entries of a missing run.
+
+  KEYS[1]  the run hash   <prefix>:run:{<runId>}
+  KEYS[2]  the tombstone  <prefix>:void:{<runId>}
+  ARGV[1]  tombstone TTL in ms
+
+  Returns  "exists"  the run is stored: nothing written
+           "voided"  the tombstone is set (or already was): the id can never be stored
+]]
+if redis.call("EXISTS", KEYS[1]) == 1 then
+  return "exists"
+end
+redis.call("SET", KEYS[2], "1", "PX", ARGV[1])
+return "voided"
 `

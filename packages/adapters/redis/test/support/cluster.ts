@@ -1,9 +1,11 @@
 /**
  * A throwaway Redis Cluster of three masters on loopback ports, for the
- * cluster conformance run: started with the machine's redis-server and
- * redis-cli, stopped (shutdown nosave) and its files removed afterwards.
+ * cluster conformance run: the machine's redis-server runs as child
+ * processes of the test (never daemonized), killed by `stop()` — which the
+ * test file's own afterAll calls, whatever happened to the adapter — and, as
+ * a last resort, by a process "exit" guard if vitest goes away first.
  */
-import { execFile, spawnSync } from "node:child_process"
+import { type ChildProcess, execFile, spawn, spawnSync } from "node:child_process"
 import { mkdtemp, rm } from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
@@ -40,48 +42,71 @@ const freePorts = async (count: number): Promise<number[]> => {
 
 export interface LocalCluster {
   readonly nodes: ReadonlyArray<{ readonly host: string; readonly port: number }>
+  /** The servers' process ids (children of this process). */
+  readonly pids: ReadonlyArray<number>
+  /** Kills the servers and removes their files; safe to call more than once. */
   readonly stop: () => Promise<void>
 }
+
+/** Every server still running, killed synchronously if the test process exits first. */
+const running = new Set<ChildProcess>()
+let guarded = false
+const guardExit = () => {
+  if (guarded) return
+  guarded = true
+  process.on("exit", () => {
+    for (const child of running) child.kill("SIGKILL")
+  })
+}
+
+const killed = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGKILL")
+  })
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 export const startCluster = async (): Promise<LocalCluster> => {
   const dir = await mkdtemp(join(tmpdir(), "baton-redis-cluster-"))
   const ports = await freePorts(3)
-  const started: number[] = []
+  const started: ChildProcess[] = []
+  guardExit()
   const stop = async () => {
-    await Promise.all(
-      started.map((port) =>
-        run("redis-cli", ["-p", String(port), "shutdown", "nosave"]).catch(() => {
-          // Already gone.
-        })
-      )
-    )
+    await Promise.all(started.map(killed))
+    for (const child of started) running.delete(child)
     await rm(dir, { recursive: true, force: true })
   }
   try {
     for (const port of ports) {
-      await run("redis-server", [
-        "--port",
-        String(port),
-        "--bind",
-        "127.0.0.1",
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        join(dir, `nodes-${port}.conf`),
-        "--dir",
-        dir,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "yes",
-        "--logfile",
-        join(dir, `redis-${port}.log`)
-      ])
-      started.push(port)
+      const child = spawn(
+        "redis-server",
+        [
+          "--port",
+          String(port),
+          "--bind",
+          "127.0.0.1",
+          "--cluster-enabled",
+          "yes",
+          "--cluster-config-file",
+          join(dir, `nodes-${port}.conf`),
+          "--dir",
+          dir,
+          "--save",
+          "",
+          "--appendonly",
+          "no",
+          "--daemonize",
+          "no",
+          "--logfile",
+          join(dir, `redis-${port}.log`)
+        ],
+        { stdio: "ignore" }
+      )
+      child.on("error", () => {})
+      started.push(child)
+      running.add(child)
     }
     for (const port of ports) {
       const deadline = Date.now() + 10_000
@@ -114,7 +139,11 @@ export const startCluster = async (): Promise<LocalCluster> => {
         probe.disconnect()
       }
     }
-    return { nodes: ports.map((port) => ({ host: "127.0.0.1", port })), stop }
+    return {
+      nodes: ports.map((port) => ({ host: "127.0.0.1", port })),
+      pids: started.map((child) => child.pid ?? -1),
+      stop
+    }
   } catch (error) {
     await stop()
     throw error
