@@ -155,6 +155,13 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     const unlaunched: RecordWithLease[] = []
     // Resolved when a slot frees up, so the claim loop does not wait a full poll.
     let wake: () => void = () => {}
+    // Set by a wake-up that came while no idle was waiting (mid-claim): the loop claims again at once
+    // instead of sleeping a whole poll on a claim that ran before the new run existed.
+    let woken = false
+    const nudge = () => {
+      woken = true
+      wake()
+    }
 
     const launch = (run: RecordWithLease, log: ReadonlyArray<EventRow>) => {
       const handler = handlers[run.handler] as Handler | undefined
@@ -163,7 +170,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
       executions.add(execution)
       void execution.start().finally(() => {
         executions.delete(execution)
-        wake()
+        nudge()
       })
     }
 
@@ -197,6 +204,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
       // Consecutive failed claims: a store that is away is asked less and less often, not every poll.
       let failures = 0
       while (!stopping) {
+        woken = false
         const claimed = yield* claimOnce
         if (claimed === CLAIM_FAILED) {
           failures++
@@ -204,6 +212,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
           continue
         }
         failures = 0
+        if (woken && executions.size < concurrency) continue
         if (claimed === 0 || executions.size >= concurrency) yield* idleFor(pollIntervalMs)
       }
     })
@@ -255,7 +264,7 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
         Engine.renewLease(runId, leaseToken, 0).pipe(Effect.catchAll(() => Effect.void))
       )
 
-    return { workerId, stop, active: () => [...executions].map((e) => e.runId), nudge: () => wake() }
+    return { workerId, stop, active: () => [...executions].map((e) => e.runId), nudge }
   })
 
 type RecordWithLease = RunRecord & { readonly lease_token: string }
