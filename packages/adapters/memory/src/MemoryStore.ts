@@ -9,17 +9,15 @@ import {
   Appended,
   Conflict,
   CreateResult,
-  DEFAULT_REDACTION_POLICY,
+  decideClaim,
   type EventFeedEncoded,
   type EventRow,
-  Id,
   type Idempotency,
   isTerminal,
   type KeyStoreEncoded,
   type ListCursor,
-  type ListFilter,
+  matchesListFilter,
   type RunRecord,
-  RunState,
   type RunStoreEncoded
 } from "@baton/core"
 import { Effect, Queue, Stream } from "effect"
@@ -41,17 +39,6 @@ export interface MemoryStore {
   readonly eventFeed: EventFeedEncoded
   readonly keyStore: KeyStoreEncoded
   readonly backdoor: MemoryBackdoor
-}
-
-const matchesFilter = (run: RunRecord, f: ListFilter): boolean => {
-  if (run.customer_id !== f.customerId) return false
-  if (f.status !== undefined && !f.status.includes(run.status)) return false
-  if (f.handler !== undefined && run.handler !== f.handler) return false
-  if (f.createdAfter !== undefined && run.created_at < f.createdAfter) return false
-  if (f.createdBefore !== undefined && run.created_at >= f.createdBefore) return false
-  if (f.metadata !== undefined)
-    for (const [k, v] of Object.entries(f.metadata)) if (run.metadata[k] !== v) return false
-  return true
 }
 
 /** Newest first. */
@@ -120,7 +107,7 @@ export const makeMemoryStore = (): MemoryStore => {
     list: (filter, cursor, limit) =>
       Effect.sync(() => {
         const matching = [...runs.values()]
-          .filter((r) => matchesFilter(r, filter) && (cursor === null || afterCursor(r, cursor)))
+          .filter((r) => matchesListFilter(r, filter) && (cursor === null || afterCursor(r, cursor)))
           .sort(newestFirst)
         return { runs: clone(matching.slice(0, limit)), hasMore: matching.length > limit }
       }),
@@ -148,19 +135,10 @@ export const makeMemoryStore = (): MemoryStore => {
         const claimed: RunRecord[] = []
         for (const run of candidates) {
           if (claimed.length >= req.max) break
-          const decided = RunState.transition(
-            run,
-            RunState.RunCommand.Claim({
-              workerId: req.workerId,
-              leaseToken: Id.makeLeaseToken(),
-              leaseMs: req.leaseMs
-            }),
-            // Claim events carry no user data: the policy is never consulted.
-            { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
-          )
-          if (decided._tag === "Left" || decided.right._tag === "NoChange") continue
-          const next = decided.right.next
-          write(next, decided.right.events)
+          const decided = decideClaim(run, req)
+          if (decided === null) continue
+          const next = decided.next
+          write(next, decided.events)
           if (next.status === "running") claimed.push(clone(next))
         }
         return claimed

@@ -8,11 +8,9 @@ import {
   Appended,
   Conflict,
   CreateResult,
-  DEFAULT_REDACTION_POLICY,
+  decideClaim,
   type EventRow,
-  Id,
   type RunRecord,
-  RunState,
   type RunStoreEncoded,
   storageUnavailable
 } from "@baton/core"
@@ -204,18 +202,9 @@ export const makeRunStore = (client: MongoClient, c: Collections, gate: WriteGat
           for (const doc of candidates) {
             seen.push(doc._id)
             const run = decodeRun(doc)
-            const decision = RunState.transition(
-              run,
-              RunState.RunCommand.Claim({
-                workerId: req.workerId,
-                leaseToken: Id.makeLeaseToken(),
-                leaseMs: req.leaseMs
-              }),
-              // Claim events carry no user data: the policy is never consulted.
-              { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
-            )
-            if (decision._tag === "Left" || decision.right._tag === "NoChange") continue
-            const { next, events } = decision.right
+            const decision = decideClaim(run, req)
+            if (decision === null) continue
+            const { next, events } = decision
             // A run whose version moved since the read went to another worker: skip it.
             if (!(await writeDecided(run, next, events))) continue
             if (next.status === "running") claimed.push(next)

@@ -3,11 +3,9 @@ import {
   Appended,
   Conflict,
   CreateResult,
-  DEFAULT_REDACTION_POLICY,
+  decideClaim,
   type EventRow,
-  Id,
   type RunRecord,
-  RunState,
   type RunStoreEncoded,
   storageUnavailable
 } from "@baton/core"
@@ -125,18 +123,9 @@ export const makeRunStore = (db: SqlExecutor, st: Statements, feed: NotifySettin
           const rows = await tx.query(st.lockClaimable, [req.now, req.handlers, wanted])
           const decided: Array<{ run: RunRecord; events: ReadonlyArray<EventRow> }> = []
           for (const row of rows) {
-            const decision = RunState.transition(
-              decodeRun(row),
-              RunState.RunCommand.Claim({
-                workerId: req.workerId,
-                leaseToken: Id.makeLeaseToken(),
-                leaseMs: req.leaseMs
-              }),
-              // Claim events carry no user data: the policy is never consulted.
-              { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
-            )
-            if (decision._tag === "Left" || decision.right._tag === "NoChange") continue
-            const { next, events } = decision.right
+            const decision = decideClaim(decodeRun(row), req)
+            if (decision === null) continue
+            const { next, events } = decision
             decided.push({ run: next, events })
             if (next.status === "running") claimed.push(next)
           }

@@ -9,15 +9,14 @@ import {
   Appended,
   Conflict,
   CreateResult,
-  DEFAULT_REDACTION_POLICY,
+  decideClaim,
   type EventRow,
-  Id,
   type Idempotency,
   isTerminal,
-  type ListFilter,
+  matchesListFilter,
   type RunPatch,
   type RunRecord,
-  RunState,
+  type RunState,
   type RunStatus,
   type RunStoreEncoded,
   type StorageError,
@@ -72,17 +71,6 @@ const malformed = () => storageUnavailable("The store returned a malformed run."
 
 const parseRow = <A>(parse: () => A | null): Effect.Effect<A | null, StorageError> =>
   Effect.try({ try: parse, catch: malformed })
-
-const matchesFilter = (run: RunRecord, f: ListFilter): boolean => {
-  if (run.customer_id !== f.customerId) return false
-  if (f.status !== undefined && !f.status.includes(run.status)) return false
-  if (f.handler !== undefined && run.handler !== f.handler) return false
-  if (f.createdAfter !== undefined && run.created_at < f.createdAfter) return false
-  if (f.createdBefore !== undefined && run.created_at >= f.createdBefore) return false
-  if (f.metadata !== undefined)
-    for (const [k, v] of Object.entries(f.metadata)) if (run.metadata[k] !== v) return false
-  return true
-}
 
 const isDue = (r: RunRecord, now: number): boolean =>
   !isTerminal(r.status) &&
@@ -427,7 +415,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
         const runs = yield* Effect.forEach(fresh, (p) => readRun(p.id), { concurrency: "unbounded" })
         for (const [i, run] of runs.entries()) {
           last = fresh[i]!
-          if (run !== null && matchesFilter(run, filter)) found.push(run)
+          if (run !== null && matchesListFilter(run, filter)) found.push(run)
           if (found.length > limit) break
         }
         if (page.length < batch) break
@@ -515,22 +503,13 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
               yield* Effect.ignore(forgetMissing(candidate.id, candidate.handler))
               continue
             }
-            const decided = RunState.transition(
-              run,
-              RunState.RunCommand.Claim({
-                workerId: req.workerId,
-                leaseToken: Id.makeLeaseToken(),
-                leaseMs: req.leaseMs
-              }),
-              // Claim events carry no user data: the policy is never consulted.
-              { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
-            )
-            if (Either.isLeft(decided) || decided.right._tag === "NoChange") {
+            const decided = decideClaim(run, req)
+            if (decided === null) {
               // Not claimable now: put its entry where the record says it belongs.
               yield* settleQuietly(run.id, indexStateOf(run))
               continue
             }
-            wave.push(commitClaim(run, decided.right))
+            wave.push(commitClaim(run, decided))
           }
           const results = yield* Effect.all(wave, { concurrency: "unbounded" })
           for (const next of results) if (next !== null && next.status === "running") claimed.push(next)

@@ -7,9 +7,12 @@
  */
 import { Context, Data, Effect, Schema } from "effect"
 import { StorageError, storageUnavailable } from "../Errors.js"
+import { makeLeaseToken } from "../Id.js"
 import type { IdempotencyRecord } from "../Idempotency.js"
+import { DEFAULT_REDACTION_POLICY } from "../Redaction.js"
 import { type RunPatch, RunRecord, type RunStatus } from "../Run.js"
 import { EventRow } from "../RunEvent.js"
+import * as RunState from "../RunState.js"
 
 export interface CreateRequest {
   /** The new run, `version` 1 and `last_seq` = events.length. */
@@ -74,6 +77,38 @@ export interface ClaimRequest {
   /** At most this many runs. */
   readonly max: number
   readonly now: number
+}
+
+/**
+ * A claim's decision about one candidate run, as every adapter must make it:
+ * `RunState.transition(run, Claim{ workerId, <fresh lease token>, leaseMs }, now)`.
+ * Null when the run is left as it is (not claimable after all); otherwise the
+ * transition to store: `next` runs under the new lease, or has ended (deadline
+ * passed, cancel requested).
+ */
+export const decideClaim = (
+  run: RunRecord,
+  req: ClaimRequest
+): Extract<RunState.Decision, { readonly _tag: "Transition" }> | null => {
+  const decision = RunState.transition(
+    run,
+    RunState.RunCommand.Claim({ workerId: req.workerId, leaseToken: makeLeaseToken(), leaseMs: req.leaseMs }),
+    // Claim events carry no user data: the policy is never consulted.
+    { now: req.now, redaction: DEFAULT_REDACTION_POLICY }
+  )
+  return decision._tag === "Left" || decision.right._tag === "NoChange" ? null : decision.right
+}
+
+/** Whether `run` passes a list filter: what `list` must select, for stores that filter in code. */
+export const matchesListFilter = (run: RunRecord, f: ListFilter): boolean => {
+  if (run.customer_id !== f.customerId) return false
+  if (f.status !== undefined && !f.status.includes(run.status)) return false
+  if (f.handler !== undefined && run.handler !== f.handler) return false
+  if (f.createdAfter !== undefined && run.created_at < f.createdAfter) return false
+  if (f.createdBefore !== undefined && run.created_at >= f.createdBefore) return false
+  if (f.metadata !== undefined)
+    for (const [k, v] of Object.entries(f.metadata)) if (run.metadata[k] !== v) return false
+  return true
 }
 
 /**
