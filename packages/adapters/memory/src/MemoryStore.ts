@@ -16,11 +16,12 @@ import {
   isTerminal,
   type KeyStoreEncoded,
   type ListCursor,
+  makeHintHub,
   matchesListFilter,
   type RunRecord,
   type RunStoreEncoded
 } from "@baton/core"
-import { Effect, Queue, Stream } from "effect"
+import { Effect } from "effect"
 
 type IdempotencyRecord = Idempotency.IdempotencyRecord
 
@@ -55,11 +56,7 @@ export const makeMemoryStore = (): MemoryStore => {
   const keys = new Map<string, ApiKeyRecord>()
   /** Runs not yet terminal: the only ones claim and sweeps look at. */
   const active = new Set<string>()
-  const listeners = new Map<string, Set<(seq: number) => void>>()
-
-  const notify = (runId: string, seq: number) => {
-    for (const listener of listeners.get(runId) ?? []) listener(seq)
-  }
+  const hints = makeHintHub()
 
   const write = (run: RunRecord, newEvents: ReadonlyArray<EventRow>) => {
     runs.set(run.id, run)
@@ -68,7 +65,7 @@ export const makeMemoryStore = (): MemoryStore => {
     events.set(run.id, log)
     if (isTerminal(run.status)) active.delete(run.id)
     else active.add(run.id)
-    if (newEvents.length > 0) notify(run.id, run.last_seq)
+    if (newEvents.length > 0) hints.publish(run.id, run.last_seq)
   }
 
   const idemKey = (customerId: string, key: string) => `${customerId}\u0000${key}`
@@ -171,30 +168,7 @@ export const makeMemoryStore = (): MemoryStore => {
     ping: () => Effect.void
   }
 
-  const eventFeed: EventFeedEncoded = {
-    subscribe: (runId) =>
-      Effect.gen(function* () {
-        // Only the newest hint matters: a sliding queue of one never grows.
-        const queue = yield* Queue.sliding<number>(1)
-        const listener = (seq: number) => {
-          Queue.unsafeOffer(queue, seq)
-        }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            const set = listeners.get(runId) ?? new Set()
-            set.add(listener)
-            listeners.set(runId, set)
-          }),
-          () =>
-            Effect.sync(() => {
-              const set = listeners.get(runId)
-              set?.delete(listener)
-              if (set?.size === 0) listeners.delete(runId)
-            })
-        )
-        return Stream.fromQueue(queue)
-      })
-  }
+  const eventFeed: EventFeedEncoded = { subscribe: hints.subscribe }
 
   const keyStore: KeyStoreEncoded = {
     insert: (key) =>

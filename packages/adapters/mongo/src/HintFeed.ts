@@ -10,8 +10,7 @@
  * hint lost with a dropped stream is replaced by the run's `last_seq`:
  * latency, never a lost event. Poll mode: the poller alone, every interval.
  */
-import type { EventFeedEncoded } from "@baton/core"
-import { Effect, Queue, Stream } from "effect"
+import { type EventFeedEncoded, makeHintHub } from "@baton/core"
 
 /** One change: run `runId` has an event at `seq`. */
 export interface Change {
@@ -55,14 +54,8 @@ export interface HintFeed {
   readonly streaming: () => boolean
 }
 
-interface Listener {
-  readonly offer: (seq: number) => void
-  /** The newest seq offered: a hint that says nothing new is not sent again. */
-  delivered: number
-}
-
 export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): HintFeed => {
-  const listeners = new Map<string, Set<Listener>>()
+  const hints = makeHintHub()
   const backoff = options.reopenBackoffMs ?? { min: 100, max: 5_000 }
   let timer: NodeJS.Timeout | undefined
   let polling = false
@@ -82,20 +75,12 @@ export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): Hi
       }
     })
 
-  const dispatch = (runId: string, seq: number) => {
-    for (const listener of listeners.get(runId) ?? []) {
-      if (seq > listener.delivered) {
-        listener.delivered = seq
-        listener.offer(seq)
-      }
-    }
-  }
-
   const poll = async () => {
-    if (polling || listeners.size === 0) return
+    const runIds = hints.runIds()
+    if (polling || runIds.length === 0) return
     polling = true
     try {
-      for (const change of await sources.lastSeqs([...listeners.keys()])) dispatch(change.runId, change.seq)
+      for (const change of await sources.lastSeqs(runIds)) hints.publish(change.runId, change.seq)
     } catch {
       // The store is away: the next tick tries again, and readers keep their own periodic re-read.
     } finally {
@@ -139,7 +124,7 @@ export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): Hi
           token = current.resumeToken()
           // The stream works: the next break is retried promptly again.
           delay = backoff.min
-          dispatch(change.runId, change.seq)
+          hints.publish(change.runId, change.seq)
         }
         if (stopped) break
         // Closed under us: reopen after the last token, with the same backoff as after an error.
@@ -157,31 +142,7 @@ export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): Hi
   }
 
   const feed: EventFeedEncoded = {
-    subscribe: (runId) =>
-      Effect.gen(function* () {
-        // Only the newest hint matters: a sliding queue of one never grows.
-        const queue = yield* Queue.sliding<number>(1)
-        const listener: Listener = {
-          offer: (seq) => {
-            Queue.unsafeOffer(queue, seq)
-          },
-          delivered: 0
-        }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            const set = listeners.get(runId) ?? new Set()
-            set.add(listener)
-            listeners.set(runId, set)
-          }),
-          () =>
-            Effect.sync(() => {
-              const set = listeners.get(runId)
-              set?.delete(listener)
-              if (set?.size === 0) listeners.delete(runId)
-            })
-        )
-        return Stream.fromQueue(queue)
-      })
+    subscribe: hints.subscribe
   }
 
   return {

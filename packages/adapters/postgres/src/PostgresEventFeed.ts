@@ -6,8 +6,7 @@
  * reads the newest seq of every subscribed run. After a reconnect that query
  * runs at once: whatever was appended meanwhile is re-read, never lost.
  */
-import type { EventFeedEncoded } from "@baton/core"
-import { Effect, Queue, Stream } from "effect"
+import { type EventFeedEncoded, makeHintHub } from "@baton/core"
 import type { SqlExecutor } from "./Executor.js"
 import type { Statements } from "./Statements.js"
 
@@ -28,7 +27,7 @@ export interface PostgresEventFeed {
 }
 
 export const makeEventFeed = (db: SqlExecutor, st: Statements, options: FeedOptions): PostgresEventFeed => {
-  const subscribers = new Map<string, Set<(seq: number) => void>>()
+  const hints = makeHintHub()
   let listening = false
   let unlisten: (() => Promise<void>) | null = null
   let timer: NodeJS.Timeout | undefined
@@ -36,20 +35,17 @@ export const makeEventFeed = (db: SqlExecutor, st: Statements, options: FeedOpti
   // A poll asked for while one runs (a reconnect's re-read) must run after it, not be dropped.
   let pollAgain = false
 
-  const dispatch = (runId: string, seq: number) => {
-    for (const hint of subscribers.get(runId) ?? []) hint(seq)
-  }
-
   const poll = async (): Promise<void> => {
     if (polling) {
       pollAgain = true
       return
     }
-    if (subscribers.size === 0) return
+    const runIds = hints.runIds()
+    if (runIds.length === 0) return
     polling = true
     try {
-      const rows = await db.query<{ id: string; last_seq: number }>(st.lastSeqs, [[...subscribers.keys()]])
-      for (const row of rows) dispatch(row.id, row.last_seq)
+      const rows = await db.query<{ id: string; last_seq: number }>(st.lastSeqs, [runIds])
+      for (const row of rows) hints.publish(row.id, row.last_seq)
     } catch {
       // The store is away: the next tick tries again, and readers keep their own poll.
     } finally {
@@ -64,33 +60,10 @@ export const makeEventFeed = (db: SqlExecutor, st: Statements, options: FeedOpti
   const onNotification = (payload: string) => {
     const colon = payload.lastIndexOf(":")
     const seq = Number(payload.slice(colon + 1))
-    if (colon > 0 && Number.isInteger(seq)) dispatch(payload.slice(0, colon), seq)
+    if (colon > 0 && Number.isInteger(seq)) hints.publish(payload.slice(0, colon), seq)
   }
 
-  const feed: EventFeedEncoded = {
-    subscribe: (runId) =>
-      Effect.gen(function* () {
-        // Only the newest hint matters: a sliding queue of one never grows.
-        const queue = yield* Queue.sliding<number>(1)
-        const hint = (seq: number) => {
-          Queue.unsafeOffer(queue, seq)
-        }
-        yield* Effect.acquireRelease(
-          Effect.sync(() => {
-            const set = subscribers.get(runId) ?? new Set()
-            set.add(hint)
-            subscribers.set(runId, set)
-          }),
-          () =>
-            Effect.sync(() => {
-              const set = subscribers.get(runId)
-              set?.delete(hint)
-              if (set?.size === 0) subscribers.delete(runId)
-            })
-        )
-        return Stream.fromQueue(queue)
-      })
-  }
+  const feed: EventFeedEncoded = { subscribe: hints.subscribe }
 
   return {
     feed,

@@ -3,7 +3,7 @@
  * A hint is never data: readers re-read the log after their last seq, so a
  * lost or duplicated hint costs latency, never an event.
  */
-import { Context, type Effect, type Scope, type Stream } from "effect"
+import { Context, Effect, Queue, type Scope, Stream } from "effect"
 import type { StorageError } from "../Errors.js"
 
 export interface EventFeedEncoded {
@@ -16,3 +16,63 @@ export interface EventFeedEncoded {
 }
 
 export class EventFeed extends Context.Tag("@baton/core/EventFeed")<EventFeed, EventFeedEncoded>() {}
+
+/**
+ * The in-process half of a feed: who in this process listens to which run.
+ * An adapter publishes hints from wherever they come (its own writes,
+ * LISTEN/NOTIFY, a change stream, a poll); each subscriber gets a hint only
+ * when it says something newer than the last one it got.
+ */
+export interface HintHub {
+  /** `EventFeedEncoded.subscribe`: registered when the effect succeeds, removed with the scope. */
+  readonly subscribe: EventFeedEncoded["subscribe"]
+  /** Hands `seq` to the run's subscribers that have not been told of it or of a newer one. */
+  readonly publish: (runId: string, seq: number) => void
+  /** The runs someone in this process subscribes to now. */
+  readonly runIds: () => ReadonlyArray<string>
+}
+
+interface Listener {
+  readonly offer: (seq: number) => void
+  /** The newest seq handed over. */
+  delivered: number
+}
+
+export const makeHintHub = (): HintHub => {
+  const listeners = new Map<string, Set<Listener>>()
+  return {
+    subscribe: (runId) =>
+      Effect.gen(function* () {
+        // Only the newest hint matters: a sliding queue of one never grows.
+        const queue = yield* Queue.sliding<number>(1)
+        const listener: Listener = {
+          offer: (seq) => {
+            Queue.unsafeOffer(queue, seq)
+          },
+          delivered: 0
+        }
+        yield* Effect.acquireRelease(
+          Effect.sync(() => {
+            const set = listeners.get(runId) ?? new Set()
+            set.add(listener)
+            listeners.set(runId, set)
+          }),
+          () =>
+            Effect.sync(() => {
+              const set = listeners.get(runId)
+              set?.delete(listener)
+              if (set?.size === 0) listeners.delete(runId)
+            })
+        )
+        return Stream.fromQueue(queue)
+      }),
+    publish: (runId, seq) => {
+      for (const listener of listeners.get(runId) ?? [])
+        if (seq > listener.delivered) {
+          listener.delivered = seq
+          listener.offer(seq)
+        }
+    },
+    runIds: () => [...listeners.keys()]
+  }
+}
