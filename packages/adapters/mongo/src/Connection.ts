@@ -83,7 +83,13 @@ export const openClient = async (options: OpenOptions): Promise<MongoClient> => 
   try {
     client = new MongoClient(options.url, {
       serverSelectionTimeoutMS: options.serverSelectionTimeoutMs,
-      appName: options.appName
+      appName: options.appName,
+      // Over whatever the URL says: transactions need the primary, a read must see what was just
+      // acknowledged, and an acknowledged write must survive a failover (an arbiter makes the
+      // server's default w:1).
+      readPreference: "primary",
+      readConcern: { level: "majority" },
+      writeConcern: { w: "majority" }
     })
   } catch {
     // The driver's parse errors quote the URL (and with it, perhaps, a password): say it in our words.

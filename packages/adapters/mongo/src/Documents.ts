@@ -196,8 +196,10 @@ export const decodeEvent = (doc: EventDocument): EventRow =>
 
 /**
  * A document of the `idempotency` collection: unique on `(customer_id, key)`.
- * `expires_at` is a Date for the TTL index (which only removes dead weight);
- * `expires_at_ms` is the port's number, the one every decision reads.
+ * `expires_at` is a Date for the TTL index, an hour past the record's expiry:
+ * the server deletes by its own clock, and a record must not vanish while an
+ * engine whose clock runs behind still counts it. `expires_at_ms` is the
+ * port's number, the one every decision reads.
  */
 export interface IdempotencyDocument {
   readonly customer_id: string
@@ -208,12 +210,15 @@ export interface IdempotencyDocument {
   readonly expires_at_ms: number
 }
 
+/** How long past its expiry the server keeps an idempotency record. */
+export const TTL_GRACE_MS = 3_600_000
+
 export const encodeIdempotency = (r: Idempotency.IdempotencyRecord): IdempotencyDocument => ({
   customer_id: r.customer_id,
   key: r.key,
   fingerprint: r.fingerprint,
   run_id: r.run_id,
-  expires_at: new Date(r.expires_at),
+  expires_at: new Date(r.expires_at + TTL_GRACE_MS),
   expires_at_ms: r.expires_at
 })
 

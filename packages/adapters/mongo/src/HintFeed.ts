@@ -75,9 +75,16 @@ export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): Hi
       }
     })
 
-  const poll = async () => {
+  // A poll asked for while one runs (the one after a reopen) must run after it, not be dropped:
+  // the running one may have read before the stream was open again.
+  let pollAgain = false
+  const poll = async (): Promise<void> => {
+    if (polling) {
+      pollAgain = true
+      return
+    }
     const runIds = hints.runIds()
-    if (polling || runIds.length === 0) return
+    if (runIds.length === 0) return
     polling = true
     try {
       for (const change of await sources.lastSeqs(runIds)) hints.publish(change.runId, change.seq)
@@ -85,6 +92,10 @@ export const makeHintFeed = (sources: HintSources, options: HintFeedOptions): Hi
       // The store is away: the next tick tries again, and readers keep their own periodic re-read.
     } finally {
       polling = false
+    }
+    if (pollAgain) {
+      pollAgain = false
+      await poll()
     }
   }
 

@@ -82,8 +82,15 @@ export const makeRunStore = (client: MongoClient, c: Collections, gate: WriteGat
   /** The version-checked write of one decided run and its events; false when another writer won. */
   const writeDecided = (run: RunRecord, next: RunRecord, events: ReadonlyArray<EventRow>) =>
     transaction(async (session) => {
+      // The lease fields as read too: a renewal keeps `version` but moves `lease_expires_at`, and a
+      // run renewed since the read is its holder's again, not this claim's.
       const taken = await c.runs.findOneAndUpdate(
-        { _id: run.id, version: run.version },
+        {
+          _id: run.id,
+          version: run.version,
+          lease_token: run.lease_token,
+          lease_expires_at: run.lease_expires_at
+        },
         { $set: encodeReplacement(next) },
         { session, returnDocument: "after" }
       )
@@ -205,8 +212,16 @@ export const makeRunStore = (client: MongoClient, c: Collections, gate: WriteGat
             const decision = decideClaim(run, req)
             if (decision === null) continue
             const { next, events } = decision
-            // A run whose version moved since the read went to another worker: skip it.
-            if (!(await writeDecided(run, next, events))) continue
+            // A run that changed since the read (another worker, a renewal) is skipped. A write that fails
+            // after others succeeded must not hide the runs already taken: they are returned.
+            let written: boolean
+            try {
+              written = await writeDecided(run, next, events)
+            } catch (cause) {
+              if (claimed.length === 0) throw cause
+              return claimed
+            }
+            if (!written) continue
             if (next.status === "running") claimed.push(next)
             if (claimed.length >= req.max) return claimed
           }

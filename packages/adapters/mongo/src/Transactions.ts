@@ -18,7 +18,12 @@ export const inTransaction = async <A>(
 ): Promise<A> => {
   const session = client.startSession()
   try {
-    return await session.withTransaction(() => work(session))
+    // Stated here too, for a client the caller opened with other defaults.
+    return await session.withTransaction(() => work(session), {
+      readPreference: "primary",
+      readConcern: { level: "snapshot" },
+      writeConcern: { w: "majority" }
+    })
   } catch (cause) {
     if (cause instanceof Rollback) return cause.answer as A
     throw cause
