@@ -74,7 +74,10 @@ export interface ServerConfig {
   readonly corsOrigins: ReadonlyArray<string>
   /** `BATON_LOG_LEVEL`: default `info`. */
   readonly logLevel: LogLevel
-  /** How long a shutdown lets in-flight runs go on before stopping them (not an env variable). */
+  /**
+   * `BATON_SHUTDOWN_GRACE_MS`: how long a shutdown lets in-flight runs go on before stopping them
+   * and releasing their leases (default 10 000; 0 stops them at once).
+   */
   readonly shutdownGraceMs: number
 }
 
@@ -118,6 +121,7 @@ export const DEFAULT_WORKER_CONCURRENCY = 10
 /** The largest concurrency a worker can claim for (a claim's bound). */
 export const MAX_WORKER_CONCURRENCY = 1000
 export const DEFAULT_SHUTDOWN_GRACE_MS = 10_000
+export const MAX_SHUTDOWN_GRACE_MS = 3_600_000
 export const DEFAULT_WORKER_LEASE_MS = 30_000
 export const MIN_WORKER_LEASE_MS = 1000
 export const MAX_WORKER_LEASE_MS = 3_600_000
@@ -445,6 +449,18 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     else workerLeaseMs = n
   }
 
+  let shutdownGraceMs = DEFAULT_SHUTDOWN_GRACE_MS
+  const rawGrace = read(env, "BATON_SHUTDOWN_GRACE_MS")
+  if (rawGrace !== undefined) {
+    const n = parseInteger(rawGrace)
+    if (n === null || n > MAX_SHUTDOWN_GRACE_MS)
+      problem(
+        "BATON_SHUTDOWN_GRACE_MS",
+        `BATON_SHUTDOWN_GRACE_MS must be an integer from 0 to ${MAX_SHUTDOWN_GRACE_MS} milliseconds (got ${shown(rawGrace)}).`
+      )
+    else shutdownGraceMs = n
+  }
+
   let applicationName = DEFAULT_POSTGRES_APPLICATION_NAME
   const rawApplicationName = read(env, "BATON_POSTGRES_APPLICATION_NAME")
   if (rawApplicationName !== undefined) {
@@ -502,7 +518,7 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     workerLeaseMs,
     corsOrigins,
     logLevel,
-    shutdownGraceMs: DEFAULT_SHUTDOWN_GRACE_MS
+    shutdownGraceMs
   }
 }
 

@@ -97,6 +97,8 @@ describe("loadConfig", () => {
     ["BATON_WORKER_LEASE_MS", "999"],
     ["BATON_WORKER_LEASE_MS", "3600001"],
     ["BATON_WORKER_LEASE_MS", "30s"],
+    ["BATON_SHUTDOWN_GRACE_MS", "-1"],
+    ["BATON_SHUTDOWN_GRACE_MS", "3600001"],
     ["BATON_POSTGRES_APPLICATION_NAME", "x".repeat(64)],
     ["BATON_POSTGRES_APPLICATION_NAME", "tab\there"],
     ["BATON_CORS_ORIGINS", "app.example.com"],
@@ -173,11 +175,13 @@ describe("loadConfig", () => {
       BATON_POSTGRES_POOL_SIZE: "25",
       BATON_POSTGRES_APPLICATION_NAME: "baton-eu-1",
       BATON_AUTO_MIGRATE: "FALSE",
-      BATON_WORKER_LEASE_MS: "5000"
+      BATON_WORKER_LEASE_MS: "5000",
+      BATON_SHUTDOWN_GRACE_MS: "0"
     })
     expect(tuned).toMatchObject({
       autoMigrate: false,
       workerLeaseMs: 5000,
+      shutdownGraceMs: 0,
       postgres: { schema: "baton_tenant_1", feed: "poll", poolSize: 25, applicationName: "baton-eu-1" }
     })
   })
