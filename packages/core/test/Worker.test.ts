@@ -139,7 +139,7 @@ describe("worker against a store that is away", () => {
   it("backs off its claims while they fail, and claims again once the store answers", async () => {
     const storage = memoryStorage()
     let failing = true
-    let attempts = 0
+    const attempts: number[] = []
     const { runStore } = storage.store
     const claim = runStore.claim
     // The store's claims fail while `failing`: the same driver, its claim wrapped.
@@ -150,7 +150,7 @@ describe("worker against a store that is away", () => {
         runStore: {
           ...runStore,
           claim: (req) => {
-            attempts++
+            attempts.push(Date.now())
             return failing ? Effect.fail(storageUnavailable("away")) : claim(req)
           }
         }
@@ -159,10 +159,14 @@ describe("worker against a store that is away", () => {
     const engine = createEngine({ storage: flaky, handlers: { default: async () => "done" } })
     engines.push(engine)
     await engine.startWorker({ pollIntervalMs: 5 })
-    await new Promise((r) => setTimeout(r, 400))
-    // Polling every 5 ms would have made ~80 attempts; doubling pauses make a handful.
-    expect(attempts).toBeGreaterThan(0)
-    expect(attempts).toBeLessThan(20)
+    const deadline = Date.now() + 10_000
+    while (attempts.length < 5) {
+      if (Date.now() > deadline) throw new Error(`only ${attempts.length} claim attempts`)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    // Polling every 5 ms, the 5th attempt would follow the 4th by ~5 ms; doubling makes it at least
+    // 5 × 2⁴ = 80 ms. Only a lower bound: a slow machine lengthens pauses, never shortens them.
+    expect(attempts[4]! - attempts[3]!).toBeGreaterThanOrEqual(40)
     failing = false
     const id = await createdId(engine, { input: 1 })
     const run = await until(engine, id, (s) => s === "succeeded")
