@@ -65,3 +65,4 @@ export {
   type ServiceLocation,
   type ServiceName
 } from "./Services.js"
+export { waitUntil } from "./Wait.js"

@@ -13,6 +13,7 @@ import {
   type EventFeedEncoded,
   type EventRow,
   type Idempotency,
+  isAppendBatch,
   isTerminal,
   type KeyStoreEncoded,
   type ListCursor,
@@ -94,7 +95,7 @@ export const makeMemoryStore = (): MemoryStore => {
         if (run === undefined || run.version !== expect.version) return Conflict
         if (expect.leaseToken !== null && run.lease_token !== expect.leaseToken) return Conflict
         // Seqs must continue the log exactly; anything else is a caller bug, refused like a race.
-        if (newEvents.some((e, i) => e.seq !== run.last_seq + i + 1 || e.run_id !== runId)) return Conflict
+        if (!isAppendBatch(runId, newEvents, run.last_seq)) return Conflict
         write({ ...run, ...clone(patch), version: run.version + 1 }, newEvents)
         return Appended
       }),

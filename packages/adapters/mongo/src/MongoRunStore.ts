@@ -10,6 +10,7 @@ import {
   CreateResult,
   decideClaim,
   type EventRow,
+  isAppendBatch,
   type RunRecord,
   type RunStoreEncoded,
   storageUnavailable
@@ -124,7 +125,7 @@ export const makeRunStore = (client: MongoClient, c: Collections, gate: WriteGat
       mongo(async () => {
         const first = events[0]
         // Seqs must continue the log exactly; anything else is a caller bug, refused like a race.
-        if (events.some((e, i) => e.run_id !== runId || e.seq !== first!.seq + i)) return Conflict
+        if (!isAppendBatch(runId, events)) return Conflict
         const filter: Filter<RunDocument> = {
           _id: runId,
           version: expect.version,

@@ -3,6 +3,7 @@
  * streams): hints from a stream, the reopen after a break with the last resume
  * token, the poll that replaces hints lost meanwhile, and poll-only mode.
  */
+import { waitUntil } from "@baton/adapter-conformance"
 import { Effect, Exit, Fiber, Scope, Stream } from "effect"
 import { describe, expect, it } from "vitest"
 import { type Change, type ChangeCursor, type HintSources, makeHintFeed } from "../src/HintFeed.js"
@@ -42,14 +43,6 @@ class ScriptedStream implements ChangeCursor {
   }
 }
 
-const waitUntil = async (what: string, done: () => boolean): Promise<void> => {
-  const deadline = Date.now() + 5_000
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 2))
-  }
-}
-
 /** Subscribes to `runId` and collects its hints into an array until the scope closes. */
 const collect = async (feed: ReturnType<typeof makeHintFeed>["feed"], runId: string) => {
   const scope = await Effect.runPromise(Scope.make())
@@ -82,7 +75,7 @@ describe("the event feed's hint machinery", () => {
     const b = await collect(hints.feed, "run_b")
     streams[0]!.push({ runId: "run_a", seq: 2 })
     streams[0]!.push({ runId: "run_a", seq: 3 })
-    await waitUntil("run_a's hint", () => a.seen.includes(3))
+    await waitUntil("run_a's hint", () => a.seen.includes(3), { timeoutMs: 5_000, intervalMs: 2 })
     expect(b.seen).toEqual([])
     expect(hints.streaming()).toBe(true)
     await a.close()
@@ -112,17 +105,26 @@ describe("the event feed's hint machinery", () => {
     await hints.start()
     const a = await collect(hints.feed, "run_a")
     streams[0]!.push({ runId: "run_a", seq: 4 })
-    await waitUntil("the hint before the break", () => a.seen.includes(4))
+    await waitUntil("the hint before the break", () => a.seen.includes(4), {
+      timeoutMs: 5_000,
+      intervalMs: 2
+    })
     stored = [{ runId: "run_a", seq: 9 }]
     const pollsBefore = polls
     streams[0]!.push(new Error("the stream broke"))
-    await waitUntil("the reopen", () => streams.length === 2)
+    await waitUntil("the reopen", () => streams.length === 2, { timeoutMs: 5_000, intervalMs: 2 })
     expect(streams[1]!.openedAfter).toBe("after:run_a:4")
-    await waitUntil("the hint from the poll after the reopen", () => a.seen.includes(9))
+    await waitUntil("the hint from the poll after the reopen", () => a.seen.includes(9), {
+      timeoutMs: 5_000,
+      intervalMs: 2
+    })
     expect(polls).toBeGreaterThan(pollsBefore)
     // The reopened stream carries on.
     streams[1]!.push({ runId: "run_a", seq: 10 })
-    await waitUntil("a hint from the new stream", () => a.seen.includes(10))
+    await waitUntil("a hint from the new stream", () => a.seen.includes(10), {
+      timeoutMs: 5_000,
+      intervalMs: 2
+    })
     await a.close()
     await hints.stop()
   })
@@ -146,11 +148,11 @@ describe("the event feed's hint machinery", () => {
     await hints.start()
     const a = await collect(hints.feed, "run_a")
     streams[0]!.push({ runId: "run_a", seq: 1 })
-    await waitUntil("the first hint", () => a.seen.includes(1))
+    await waitUntil("the first hint", () => a.seen.includes(1), { timeoutMs: 5_000, intervalMs: 2 })
     streams[0]!.push(new Error("the stream broke"))
-    await waitUntil("a fresh stream", () => streams.length === 2)
+    await waitUntil("a fresh stream", () => streams.length === 2, { timeoutMs: 5_000, intervalMs: 2 })
     expect(opened).toEqual([null, "after:run_a:1", null])
-    await waitUntil("the poll's hint", () => a.seen.includes(5))
+    await waitUntil("the poll's hint", () => a.seen.includes(5), { timeoutMs: 5_000, intervalMs: 2 })
     await a.close()
     await hints.stop()
   })
@@ -171,9 +173,9 @@ describe("the event feed's hint machinery", () => {
     await hints.start()
     const a = await collect(hints.feed, "run_a")
     first.push(new Error("the stream broke"))
-    await waitUntil("the stream to be down", () => !hints.streaming())
+    await waitUntil("the stream to be down", () => !hints.streaming(), { timeoutMs: 5_000, intervalMs: 2 })
     stored = 7
-    await waitUntil("a polled hint", () => a.seen.includes(7))
+    await waitUntil("a polled hint", () => a.seen.includes(7), { timeoutMs: 5_000, intervalMs: 2 })
     expect(opens).toBeGreaterThan(1)
     await a.close()
     await hints.stop()
@@ -193,11 +195,11 @@ describe("the event feed's hint machinery", () => {
     )
     await hints.start()
     const a = await collect(hints.feed, "run_a")
-    await waitUntil("the first hint", () => a.seen.includes(3))
+    await waitUntil("the first hint", () => a.seen.includes(3), { timeoutMs: 5_000, intervalMs: 2 })
     const after = polls
-    await waitUntil("more polls", () => polls > after + 3)
+    await waitUntil("more polls", () => polls > after + 3, { timeoutMs: 5_000, intervalMs: 2 })
     stored = 4
-    await waitUntil("the next hint", () => a.seen.includes(4))
+    await waitUntil("the next hint", () => a.seen.includes(4), { timeoutMs: 5_000, intervalMs: 2 })
     expect(a.seen).toEqual([3, 4])
     expect(hints.streaming()).toBe(false)
     await a.close()

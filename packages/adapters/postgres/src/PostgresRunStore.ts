@@ -5,6 +5,7 @@ import {
   CreateResult,
   decideClaim,
   type EventRow,
+  isAppendBatch,
   type RunRecord,
   type RunStoreEncoded,
   storageUnavailable
@@ -74,7 +75,7 @@ export const makeRunStore = (db: SqlExecutor, st: Statements, feed: NotifySettin
     sql(async () => {
       const first = events[0]
       // Seqs must continue the log exactly; anything else is a caller bug, refused like a race.
-      if (events.some((e, i) => e.run_id !== runId || e.seq !== first!.seq + i)) return Conflict
+      if (!isAppendBatch(runId, events)) return Conflict
       const columns = patchColumns(patch)
       const rows = await db.query(st.append(columns), [
         runId,

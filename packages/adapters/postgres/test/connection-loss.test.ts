@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto"
 import type { AddressInfo } from "node:net"
-import { locateService } from "@baton/adapter-conformance"
+import { locateService, waitUntil } from "@baton/adapter-conformance"
 import { postgresStorage } from "@baton/adapter-postgres"
 import { ALL_SCOPES, createEngine, type RunContext, type RunEvent } from "@baton/core"
 import { batonApp, createHttpClient } from "@baton/transport-http"
@@ -22,15 +22,6 @@ const deferred = <A = void>() => {
     resolve = r
   })
   return { promise, resolve }
-}
-
-/** Waits for a condition the test cannot be told about directly; fails loudly instead of hanging. */
-const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 const STEPS = 6
@@ -92,7 +83,7 @@ else
         })()
 
         await atKillPoint.promise
-        await until("the stream to reach the kill point", () =>
+        await waitUntil("the stream to reach the kill point", () =>
           seen.some((e) => e.type === "step.progress" && (e.payload.value as { i?: number }).i === KILL_AT)
         )
         const killed = await admin.query(
@@ -116,7 +107,7 @@ else
         expect(streamConnections).toBeGreaterThanOrEqual(1)
 
         // The feed is listening again on a new connection (not left on its fallback poll).
-        await until("the LISTEN connection to come back", async () => {
+        await waitUntil("the LISTEN connection to come back", async () => {
           const listening = await admin.query(
             "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN %'",
             [applicationName]

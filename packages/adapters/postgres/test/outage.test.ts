@@ -5,7 +5,7 @@
  * acknowledged before the outage completes with a gapless log.
  */
 import { connect, createServer, type Server, type Socket } from "node:net"
-import { locateService } from "@baton/adapter-conformance"
+import { locateService, waitUntil } from "@baton/adapter-conformance"
 import { postgresStorage } from "@baton/adapter-postgres"
 import { ALL_SCOPES, createEngine, type RunContext } from "@baton/core"
 import { batonApp } from "@baton/transport-http"
@@ -74,15 +74,6 @@ const makeProxy = async (target: URL) => {
       }
       await new Promise<void>((resolve) => server.close(() => resolve()))
     }
-  }
-}
-
-/** Waits for a condition the test cannot be told about; fails loudly instead of hanging. */
-const until = async (what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000) => {
-  const deadline = Date.now() + timeoutMs
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
   }
 }
 
@@ -169,9 +160,10 @@ else
         // is retried with backoff, and must not be lost.
         const before = proxy.refusedSince()
         carryOn.resolve()
-        await until(
+        await waitUntil(
           "the worker to try its write while the database is away",
-          () => proxy.refusedSince() > before
+          () => proxy.refusedSince() > before,
+          { timeoutMs: 15_000, intervalMs: 20 }
         )
         proxy.pass()
 
@@ -221,9 +213,10 @@ else
 
         // The timed-out connections were dropped, not handed out again: once packets flow, calls succeed.
         proxy.pass()
-        await until(
+        await waitUntil(
           "the API to answer again",
-          async () => (await app.request("/v1/runs", { headers })).status === 200
+          async () => (await app.request("/v1/runs", { headers })).status === 200,
+          { timeoutMs: 15_000, intervalMs: 20 }
         )
       } finally {
         await engine.dispose()

@@ -12,6 +12,7 @@ import {
   decideClaim,
   type EventRow,
   type Idempotency,
+  isAppendBatch,
   isTerminal,
   matchesListFilter,
   type RunPatch,
@@ -354,8 +355,7 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
   const append: RunStoreEncoded["append"] = (runId, expect, events, patch) =>
     Effect.gen(function* () {
       // Seqs must be contiguous among themselves; the script checks they continue the log.
-      const first = events[0]?.seq ?? 0
-      if (events.some((e, i) => e.run_id !== runId || e.seq !== first + i)) return Conflict
+      if (!isAppendBatch(runId, events)) return Conflict
       const version = expect.version + 1
       const indexed = touchesIndexes(patch)
       if (indexed) {

@@ -5,8 +5,10 @@
  * reconnect, resubscribe and re-read). The run completes, the stream resumes,
  * and the log the client saw is gapless and equal to the stored one.
  */
+
 import { createHash, randomBytes } from "node:crypto"
 import type { AddressInfo } from "node:net"
+import { waitUntil } from "@baton/adapter-conformance"
 import { redisStorage } from "@baton/adapter-redis"
 import { type BatonEngine, createEngine, Engine, type RunContext, type RunEvent } from "@baton/core"
 import { batonApp, createHttpClient } from "@baton/transport-http"
@@ -30,14 +32,6 @@ const contentOf = (events: ReadonlyArray<RunEvent>) =>
     .filter((e) => e.type === "step.progress")
     .map((e) => String((e.payload.value as { content_delta?: string }).content_delta ?? ""))
     .join("")
-
-const waitUntil = async (what: string, done: () => boolean | Promise<boolean>): Promise<void> => {
-  const deadline = Date.now() + WAIT_MS
-  while (!(await done())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 class Gate {
   opened = false
@@ -157,10 +151,14 @@ if (location === null) {
 
       // 1. The script cache goes while the run waits inside step "middle": every script
       //    must come back through NOSCRIPT recovery on the live connections.
-      await waitUntil("the stream to reach step middle", () => startedStep(seen, "middle"))
+      await waitUntil("the stream to reach step middle", () => startedStep(seen, "middle"), {
+        timeoutMs: WAIT_MS
+      })
       await admin.script("FLUSH")
       gates.first.open()
-      await waitUntil("the stream to reach step last", () => startedStep(seen, "last"))
+      await waitUntil("the stream to reach step last", () => startedStep(seen, "last"), {
+        timeoutMs: WAIT_MS
+      })
       expect(await admin.script("EXISTS", sha1(Lua.append))).toEqual([1])
 
       // 2. Cache and connections go while the run waits inside step "last".
@@ -169,7 +167,9 @@ if (location === null) {
       gates.second.open()
 
       // 3. Connections go again while that step's progress is being written and streamed.
-      await waitUntil("the stream to show the last step's progress", () => contentOf(seen).includes("c1 "))
+      await waitUntil("the stream to show the last step's progress", () => contentOf(seen).includes("c1 "), {
+        timeoutMs: WAIT_MS
+      })
       expect(await killConnections(admin, connectionName)).toBeGreaterThanOrEqual(2)
       await streamed
 

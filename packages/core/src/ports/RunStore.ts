@@ -42,6 +42,16 @@ export interface AppendExpectation {
   readonly leaseToken: string | null
 }
 
+/**
+ * Whether `events` can be one append to `runId`: all of that run, seqs
+ * consecutive (from `after` + 1 when given). Anything else is a caller bug,
+ * which adapters refuse like a race (Conflict) before touching the store.
+ */
+export const isAppendBatch = (runId: string, events: ReadonlyArray<EventRow>, after?: number): boolean => {
+  const start = after === undefined ? (events[0]?.seq ?? 1) : after + 1
+  return events.every((e, i) => e.run_id === runId && e.seq === start + i)
+}
+
 export type AppendResult = { readonly _tag: "Appended" } | { readonly _tag: "Conflict" }
 export const Appended: AppendResult = { _tag: "Appended" }
 export const Conflict: AppendResult = { _tag: "Conflict" }
