@@ -32,6 +32,7 @@ export default defineConfig({
       project("server", "packages/server/test/**/*.test.ts"),
       project("http", "tests/http/**/*.test.ts"),
       project("cluster", "tests/cluster/**/*.test.ts"),
+      project("security", "tests/security/**/*.test.ts"),
       project("bench-smoke", "bench/test/**/*.test.ts")
     ]
   }
