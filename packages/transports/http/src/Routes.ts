@@ -4,12 +4,13 @@
  * the result or the error envelope. Scopes and tenancy are enforced by the
  * engine itself, so in-process callers get the same checks.
  */
-import type { BatonEngine, Principal } from "@baton/core"
+import type { BatonEngine, Principal, RateLimit } from "@baton/core"
 import { type Context, Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { cors } from "hono/cors"
 import { type ApiEnv, errorResponse, fail, requestId, toErrorResponse } from "./Envelope.js"
 import { type SseOptions, streamRunEvents } from "./Sse.js"
+import { makeStreamSlots, rateLimitPerKey } from "./Throttle.js"
 
 export interface BatonRoutesOptions {
   /** Largest accepted request body (default 1 MiB → 413 BODY_TOO_LARGE). */
@@ -17,6 +18,13 @@ export interface BatonRoutesOptions {
   /** Origins allowed to call from a browser; empty (default) turns CORS off. */
   readonly corsOrigins?: ReadonlyArray<string>
   readonly sse?: SseOptions
+  /**
+   * A token bucket per API key, this process: `perSecond` refill, `burst` capacity; over it, 429
+   * RATE_LIMITED with `retry-after`. Default: off (the server turns it on, 100/s and 200).
+   */
+  readonly rateLimit?: RateLimit
+  /** Most SSE streams one key holds open at once on this process (429 beyond). Default 0: no cap. */
+  readonly sseMaxPerKey?: number
 }
 
 const MIB = 1024 * 1024
@@ -116,6 +124,8 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     })
   )
   app.use("*", authenticate(engine))
+  if (options.rateLimit !== undefined) app.use("*", rateLimitPerKey(options.rateLimit))
+  const streams = makeStreamSlots(options.sseMaxPerKey ?? 0)
 
   app.post("/runs", async (c) => {
     const body = await readJson(c)
@@ -155,7 +165,9 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     )
   })
 
-  app.get("/runs/:id/events/stream", (c) => streamRunEvents(c, engine, options.sse ?? {}))
+  app.get("/runs/:id/events/stream", (c) =>
+    streams.guard(c, () => streamRunEvents(c, engine, options.sse ?? {}))
+  )
 
   app.post("/runs/:id/signal", async (c) => {
     const body = await readJson(c)
