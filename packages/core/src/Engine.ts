@@ -564,9 +564,9 @@ export const newLeaseToken = makeLeaseToken
 
 export const IssueKeyRequest = Schema.Struct({
   name: optional(Schema.String.pipe(Schema.maxLength(200))),
-  scopes: Schema.Array(Scope).pipe(Schema.minItems(1)),
+  scopes: Schema.Array(Scope).pipe(Schema.minItems(1), Schema.maxItems(16)),
   customer_id: optional(Schema.String.pipe(Schema.pattern(CUSTOMER_ID_PATTERN))),
-  expires_at: optional(IsoDate)
+  expires_at: optional(IsoDate.pipe(Schema.maxLength(64)))
 })
 
 export interface IssuedKey extends ApiKey {

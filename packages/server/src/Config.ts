@@ -177,9 +177,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** `text` with the credentials of any URL in it (`//user:pass@`) masked. */
+export const maskCredentials = (text: string): string => text.replace(/\/\/[^/@\s]*@/g, "//***@")
+
 /** A non-secret value for messages: shortened, and any URL credentials (`//user:pass@`) masked. */
 const shown = (value: string): string => {
-  const masked = value.replace(/\/\/[^/@\s]*@/g, "//***@")
+  const masked = maskCredentials(value)
   return JSON.stringify(masked.length > 60 ? `${masked.slice(0, 57)}...` : masked)
 }
 

@@ -42,19 +42,20 @@ const queryNumber = (raw: string | undefined): number | string | undefined =>
 
 const listQuery = (c: Context<ApiEnv>): Record<string, unknown> => {
   const url = new URL(c.req.url)
-  const query: Record<string, unknown> = {}
-  const metadata: Record<string, string | number | boolean> = {}
+  // Entries, not assignments: a `__proto__` parameter becomes a key that validation sees (and refuses).
+  const query: Array<[string, unknown]> = []
+  const metadata: Array<[string, string | number | boolean]> = []
   const statuses: string[] = []
   for (const [key, value] of url.searchParams) {
     const meta = /^metadata\[(.+)\]$/.exec(key)
-    if (meta !== null) metadata[meta[1]!] = metadataValue(value)
+    if (meta !== null) metadata.push([meta[1]!, metadataValue(value)])
     else if (key === "status") statuses.push(...value.split(",").filter((s) => s.length > 0))
-    else if (key === "limit") query.limit = queryNumber(value)
-    else query[key] = value
+    else if (key === "limit") query.push(["limit", queryNumber(value)])
+    else query.push([key, value])
   }
-  if (statuses.length > 0) query.status = statuses
-  if (Object.keys(metadata).length > 0) query.metadata = metadata
-  return query
+  if (statuses.length > 0) query.push(["status", statuses])
+  if (metadata.length > 0) query.push(["metadata", Object.fromEntries(metadata)])
+  return Object.fromEntries(query)
 }
 
 /** The JSON body of a request: 415 unless JSON, 400 MALFORMED_JSON unless parseable. Empty → `empty`. */
