@@ -113,6 +113,8 @@ describe("open streams per key", () => {
     const c = await openWhenFree(key, run.id)
     expect(await streamStatus(key, run.id)).toBe(429)
     for (const conn of [b, c]) conn.abort()
+    // Through the slot's wrapper, an abort still reaches the stream: its feed subscription ends.
+    await eventually(() => h.openFeedSubscriptions() === 0, "every feed subscription released")
   })
 
   it("frees the slot of a stream whose body the client closes", async () => {
