@@ -2,13 +2,22 @@
  * The verified-key cache, alone and inside `verifyKey` (memory store whose key
  * reads are counted, TestClock).
  */
+
+import * as crypto from "node:crypto"
 import { makeMemoryStore, memoryStorage } from "@baton/adapter-memory"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, TestClock } from "effect"
+import { vi } from "vitest"
 import { ALL_SCOPES, type ApiKeyRecord, type Principal } from "../src/ApiKey.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig } from "../src/EngineConfig.js"
 import { KeyCache, makeKeyCache } from "../src/KeyCache.js"
+
+// Count the constant-time comparisons verifyKey makes. Hoisted above the imports.
+vi.mock("node:crypto", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("node:crypto")>()
+  return { ...actual, timingSafeEqual: vi.fn(actual.timingSafeEqual) }
+})
 
 const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
@@ -116,6 +125,32 @@ describe("verifyKey with the cache", () => {
       expect(reads.count).toBe(4)
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect(
+    "costs the same for an unknown id and a wrong secret, cached or not: one read, two compares",
+    () => {
+      const { layer, reads } = countedLayer(500)
+      const compares = vi.mocked(crypto.timingSafeEqual)
+      return Effect.gen(function* () {
+        const cached = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+        const uncached = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+        const attempts = {
+          "unknown id": `key_${"Z".repeat(24)}:${"A".repeat(43)}`,
+          "wrong secret, cached key": `${cached.key_id}:${"A".repeat(43)}`,
+          "wrong secret, uncached key": `${uncached.key_id}:${"A".repeat(43)}`
+        }
+        for (const [what, presented] of Object.entries(attempts)) {
+          yield* Engine.verifyKey(cached.key)
+          const before = { reads: reads.count, compares: compares.mock.calls.length }
+          yield* Effect.flip(Engine.verifyKey(presented))
+          expect(
+            { reads: reads.count - before.reads, compares: compares.mock.calls.length - before.compares },
+            what
+          ).toEqual({ reads: 1, compares: 2 })
+        }
+      }).pipe(Effect.provide(layer))
+    }
+  )
 
   it.effect("honours expiry while the key is cached", () => {
     const { layer } = countedLayer(10_000)
