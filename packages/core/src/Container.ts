@@ -7,8 +7,9 @@ import { Cause, type Effect, Exit, Layer, ManagedRuntime, Option, Schema, Stream
 import type { DependencyContainer } from "tsyringe"
 import { ALL_SCOPES, type ApiKey, type Principal } from "./ApiKey.js"
 import * as Engine from "./Engine.js"
-import { EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
+import { DEFAULT_ENGINE_CONFIG, EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
 import type { BatonError } from "./Errors.js"
+import { KeyCache } from "./KeyCache.js"
 import type { Run } from "./Run.js"
 import type { AnyHandler } from "./RunContext.js"
 import type { RunEvent } from "./RunEvent.js"
@@ -42,7 +43,7 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 /** The customer and scopes used when an embedder calls without a principal. */
 export const LOCAL_PRINCIPAL: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
-export type EngineServices = StoragePorts | EngineConfig
+export type EngineServices = StoragePorts | EngineConfig | KeyCache
 
 /**
  * An engine: the programs of `Engine.ts` bound to one runtime, as Promises.
@@ -166,14 +167,20 @@ export class BatonEngine {
   }
 }
 
-/** The Layer an engine runs on: the adapter's ports and the config. */
+/** The Layer an engine runs on: the adapter's ports, the config and the verified-key cache. */
 export const engineLayer = (options: EngineOptions): Layer.Layer<EngineServices, unknown> => {
   const handlers = options.handlers === undefined ? [] : Object.keys(options.handlers)
-  const config = EngineConfig.layer({
+  const config = {
+    ...DEFAULT_ENGINE_CONFIG,
     handlers: options.acceptAnyHandler === true ? null : new Set(handlers),
     ...options.config
-  })
-  return Layer.merge(options.storage.layer, config)
+  }
+  return Layer.mergeAll(
+    options.storage.layer,
+    Layer.succeed(EngineConfig, config),
+    // One per engine (per runtime): two engines in one process share nothing, like two processes.
+    KeyCache.layer(config.keyCacheTtlMs)
+  )
 }
 
 /** Wires storage, handlers and config into an engine in one call. */

@@ -3,7 +3,7 @@
  * Baton. Each program names the ports it needs in its `R` type; none reads a
  * wall clock (Clock service) or a global.
  */
-import { Chunk, Clock, Data, Effect, Either, Schedule, Schema, Stream } from "effect"
+import { Chunk, Clock, Data, Effect, Either, Option, Schedule, Schema, Stream } from "effect"
 import {
   ALL_SCOPES,
   type ApiKey,
@@ -38,6 +38,7 @@ import { checkIdempotencyKey, fingerprint } from "./Idempotency.js"
 import { optional } from "./internal/schema.js"
 import { decodeInput } from "./internal/validate.js"
 import { JsonValue } from "./Json.js"
+import { KeyCache } from "./KeyCache.js"
 import { LimitsInput, resolveLimits } from "./Limits.js"
 import { EventFeed } from "./ports/EventFeed.js"
 import { KeyStore } from "./ports/KeyStore.js"
@@ -563,9 +564,9 @@ export const newLeaseToken = makeLeaseToken
 
 export const IssueKeyRequest = Schema.Struct({
   name: optional(Schema.String.pipe(Schema.maxLength(200))),
-  scopes: Schema.Array(Scope).pipe(Schema.minItems(1)),
+  scopes: Schema.Array(Scope).pipe(Schema.minItems(1), Schema.maxItems(16)),
   customer_id: optional(Schema.String.pipe(Schema.pattern(CUSTOMER_ID_PATTERN))),
-  expires_at: optional(IsoDate)
+  expires_at: optional(IsoDate.pipe(Schema.maxLength(64)))
 })
 
 export interface IssuedKey extends ApiKey {
@@ -632,19 +633,40 @@ const invalidKey = () =>
 // Compared against when the key id is unknown, so both failures cost one hash and one compare.
 const DUMMY_HASH = hashSecret("baton-dummy-secret-for-timing-parity")
 
-/** Checks a presented `key_id:secret`; unknown, malformed, wrong, revoked and expired are one error. */
+const isUsable = (record: ApiKeyRecord, now: number): boolean =>
+  record.revoked_at === null && (record.expires_at === null || record.expires_at > now)
+
+const principalOf = (record: ApiKeyRecord): Principal => ({
+  customerId: record.customer_id,
+  keyId: record.key_id,
+  scopes: record.scopes
+})
+
+/**
+ * Checks a presented `key_id:secret`; unknown, malformed, wrong, revoked and
+ * expired are one error. A key verified less than the cache TTL ago is taken
+ * from the runtime's KeyCache, its secret still compared and its expiry still
+ * checked. Every failure reads the store: an unknown id and a wrong secret
+ * both cost one cache compare (a dummy one when nothing is cached), one store
+ * read and one store compare, so their timing tells nothing.
+ */
 export const verifyKey = (presented: string): Effect.Effect<Principal, AuthError | StorageError, KeyStore> =>
   Effect.gen(function* () {
     const parsed = typeof presented === "string" ? parseKey(presented) : null
     if (parsed === null) return yield* Effect.fail(invalidKey())
+    const cache = Option.getOrNull(yield* Effect.serviceOption(KeyCache))
+    const now = yield* Clock.currentTimeMillis
+    const cached = cache?.get(parsed.keyId, now) ?? null
+    const cacheMatches = secretMatches(parsed.secret, cached?.secret_hash ?? DUMMY_HASH)
+    if (cached !== null && cacheMatches && isUsable(cached, now)) return principalOf(cached)
+    // A wrong secret for a cached key, or one that expired: forget the entry and ask the store, like any failure.
+    if (cached !== null) cache?.evict(parsed.keyId)
     const keys = yield* KeyStore
     const record = yield* keys.get(parsed.keyId)
     const matches = secretMatches(parsed.secret, record?.secret_hash ?? DUMMY_HASH)
-    if (record === null || !matches) return yield* Effect.fail(invalidKey())
-    const now = yield* Clock.currentTimeMillis
-    if (record.revoked_at !== null || (record.expires_at !== null && record.expires_at <= now))
-      return yield* Effect.fail(invalidKey())
-    return { customerId: record.customer_id, keyId: record.key_id, scopes: record.scopes }
+    if (record === null || !matches || !isUsable(record, now)) return yield* Effect.fail(invalidKey())
+    cache?.set(record, now)
+    return principalOf(record)
   })
 
 export const listKeys = (
@@ -667,6 +689,9 @@ export const revokeKey = (
     const keys = yield* KeyStore
     const now = yield* Clock.currentTimeMillis
     const revoked = yield* keys.revoke(keyId, principal.customerId, now)
+    // Effective at once on this process; other processes' entries age out within the cache TTL.
+    const cache = yield* Effect.serviceOption(KeyCache)
+    if (Option.isSome(cache)) cache.value.evict(keyId)
     return revoked === null ? yield* Effect.fail(notFound) : toPublicKey(revoked)
   })
 

@@ -1,5 +1,6 @@
 import { Context, Layer } from "effect"
 import { DEFAULT_IDEMPOTENCY_TTL_MS } from "./Idempotency.js"
+import { DEFAULT_KEY_CACHE_TTL_MS } from "./KeyCache.js"
 import { DEFAULT_LIMITS, type Limits } from "./Limits.js"
 import { DEFAULT_REDACTION_POLICY, type RedactionPolicy } from "./Redaction.js"
 
@@ -17,6 +18,11 @@ export interface EngineConfigShape {
   readonly maxAppendAttempts: number
   /** The customer whose `keys:admin` keys may manage other customers' keys (the operator). */
   readonly operatorCustomerId: string
+  /**
+   * How long a verified key's record is reused by this process (0: every request reads the store).
+   * A revocation made on another process takes effect here within this time.
+   */
+  readonly keyCacheTtlMs: number
 }
 
 export const DEFAULT_ENGINE_CONFIG: EngineConfigShape = {
@@ -26,7 +32,8 @@ export const DEFAULT_ENGINE_CONFIG: EngineConfigShape = {
   handlers: null,
   feedPollIntervalMs: 1000,
   maxAppendAttempts: 50,
-  operatorCustomerId: "default"
+  operatorCustomerId: "default",
+  keyCacheTtlMs: DEFAULT_KEY_CACHE_TTL_MS
 }
 
 export class EngineConfig extends Context.Tag("@baton/core/EngineConfig")<EngineConfig, EngineConfigShape>() {

@@ -32,6 +32,22 @@ const isJsonAt = (value: unknown, depth: number): boolean => {
   }
 }
 
+/**
+ * Whether objects and arrays in `value` nest more than `maxDepth` deep. Iterative, so a
+ * hostile body nested half a million levels (1 MiB of `[`) is measured without
+ * exhausting the stack; nothing recursive (schema checks, error formatting) may see one.
+ */
+export const nestsDeeperThan = (value: unknown, maxDepth: number): boolean => {
+  const stack: Array<readonly [unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!
+    if (typeof v !== "object" || v === null) continue
+    if (depth >= maxDepth) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
 /** True when `value` survives a JSON round trip unchanged (finite numbers, plain objects, bounded depth). */
 export const isJsonValue = (value: unknown): value is JsonValue => isJsonAt(value, 0)
 

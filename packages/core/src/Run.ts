@@ -42,7 +42,12 @@ const IndexableText = Schema.String.pipe(
 /** Metadata: ≤ 50 keys of ≤ 64 characters, values string (≤ 512) | number | boolean. */
 export const METADATA_MAX_KEYS = 50
 export const Metadata = Schema.Record({
-  key: IndexableText.pipe(Schema.minLength(1), Schema.maxLength(64)),
+  key: IndexableText.pipe(
+    Schema.minLength(1),
+    Schema.maxLength(64),
+    // Assigned to a plain object it would set the prototype instead: dropped silently, or worse.
+    Schema.filter((k) => k !== "__proto__" || "is a reserved name")
+  ),
   value: Schema.Union(
     IndexableText.pipe(Schema.maxLength(512)),
     Schema.Number.pipe(Schema.finite()),

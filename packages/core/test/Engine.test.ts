@@ -9,6 +9,7 @@ import { ALL_SCOPES, makeSecret, type Principal } from "../src/ApiKey.js"
 import type { EngineServices } from "../src/Container.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig, type EngineConfigShape } from "../src/EngineConfig.js"
+import { KeyCache } from "../src/KeyCache.js"
 import { EventFeed } from "../src/ports/EventFeed.js"
 import { REDACTED } from "../src/Redaction.js"
 import type { Run } from "../src/Run.js"
@@ -22,7 +23,11 @@ const GLOBEX: Principal = { customerId: "globex", keyId: null, scopes: ALL_SCOPE
 const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
 const testLayer = (config: Partial<EngineConfigShape> = {}) =>
-  Layer.merge(memoryStorage().layer, EngineConfig.layer({ handlers: new Set(["default"]), ...config }))
+  Layer.mergeAll(
+    memoryStorage().layer,
+    EngineConfig.layer({ handlers: new Set(["default"]), ...config }),
+    KeyCache.layer(config.keyCacheTtlMs)
+  )
 
 /** Runs `self` on a fresh store. */
 const fresh =

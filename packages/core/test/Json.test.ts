@@ -1,6 +1,6 @@
 import { Either, Schema } from "effect"
 import { describe, expect, it } from "vitest"
-import { isJsonValue, JsonObject, MAX_JSON_DEPTH } from "../src/Json.js"
+import { isJsonValue, JsonObject, MAX_JSON_DEPTH, nestsDeeperThan } from "../src/Json.js"
 
 const nest = (depth: number): unknown => {
   let v: unknown = 1
@@ -34,6 +34,17 @@ describe("isJsonValue", () => {
     expect(isJsonValue(nest(MAX_JSON_DEPTH))).toBe(true)
     expect(isJsonValue(nest(MAX_JSON_DEPTH + 1))).toBe(false)
     expect(isJsonValue(nest(100_000))).toBe(false)
+  })
+
+  it("nestsDeeperThan measures any depth without recursion", () => {
+    expect(nestsDeeperThan(nest(3), 3)).toBe(false)
+    expect(nestsDeeperThan(nest(4), 3)).toBe(true)
+    expect(nestsDeeperThan({ a: 1, b: [1, { c: "x" }] }, 3)).toBe(false)
+    expect(nestsDeeperThan({ a: 1, b: [1, { c: [] }] }, 3)).toBe(true)
+    expect(nestsDeeperThan("scalar", 0)).toBe(false)
+    // Half a million levels, as 1 MiB of brackets parses to: measured, not a stack overflow.
+    const deep = JSON.parse(`${"[".repeat(500_000)}${"]".repeat(500_000)}`)
+    expect(nestsDeeperThan(deep, MAX_JSON_DEPTH)).toBe(true)
   })
 
   it("JsonObject accepts objects only", () => {

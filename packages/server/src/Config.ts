@@ -79,6 +79,17 @@ export interface ServerConfig {
    * and releasing their leases (default 10 000; 0 stops them at once).
    */
   readonly shutdownGraceMs: number
+  /**
+   * `BATON_KEY_CACHE_MS`: how long a verified key's record is reused without reading storage
+   * (0 = every request reads it). A revocation on another process lands within this. Default 500.
+   */
+  readonly keyCacheTtlMs: number
+  /** `BATON_RATE_LIMIT_PER_SECOND`: requests per second per API key (token refill); 0 = off. Default 100. */
+  readonly rateLimitPerSecond: number
+  /** `BATON_RATE_LIMIT_BURST`: requests a quiet key may send at once (bucket size). Default 200. */
+  readonly rateLimitBurst: number
+  /** `BATON_SSE_MAX_PER_KEY`: SSE streams one key holds open at once on this process; 0 = no cap. Default 100. */
+  readonly sseMaxPerKey: number
 }
 
 export interface PostgresConfig {
@@ -128,6 +139,14 @@ export const MAX_WORKER_LEASE_MS = 3_600_000
 export const DEFAULT_POSTGRES_APPLICATION_NAME = "baton-server"
 /** What Postgres keeps of an application_name: 63 bytes, printable ASCII here. */
 const APPLICATION_NAME = /^[\x20-\x7e]{1,63}$/
+export const DEFAULT_KEY_CACHE_TTL_MS = 500
+/** Past one second a revocation would no longer reach every process within one second. */
+export const MAX_KEY_CACHE_TTL_MS = 1000
+export const DEFAULT_RATE_LIMIT_PER_SECOND = 100
+export const DEFAULT_RATE_LIMIT_BURST = 200
+export const MAX_RATE_LIMIT = 1_000_000
+export const DEFAULT_SSE_MAX_PER_KEY = 100
+export const MAX_SSE_MAX_PER_KEY = 100_000
 /** Relative to the working directory (where `pnpm start` was typed). */
 export const DEFAULT_DATA_DIR = ".baton/data"
 export const DEFAULT_POSTGRES_SCHEMA = "baton"
@@ -158,9 +177,12 @@ export class ConfigError extends Error {
   }
 }
 
+/** `text` with the credentials of any URL in it (`//user:pass@`) masked. */
+export const maskCredentials = (text: string): string => text.replace(/\/\/[^/@\s]*@/g, "//***@")
+
 /** A non-secret value for messages: shortened, and any URL credentials (`//user:pass@`) masked. */
 const shown = (value: string): string => {
-  const masked = value.replace(/\/\/[^/@\s]*@/g, "//***@")
+  const masked = maskCredentials(value)
   return JSON.stringify(masked.length > 60 ? `${masked.slice(0, 57)}...` : masked)
 }
 
@@ -461,6 +483,44 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     else shutdownGraceMs = n
   }
 
+  /** An integer variable from `min` to `max`, else a problem naming it and what it means. */
+  const integer = (name: string, fallback: number, min: number, max: number, meaning: string): number => {
+    const raw = read(env, name)
+    if (raw === undefined) return fallback
+    const n = parseInteger(raw)
+    if (n !== null && n >= min && n <= max) return n
+    problem(name, `${name} must be an integer from ${min} to ${max} ${meaning} (got ${shown(raw)}).`)
+    return fallback
+  }
+  const keyCacheTtlMs = integer(
+    "BATON_KEY_CACHE_MS",
+    DEFAULT_KEY_CACHE_TTL_MS,
+    0,
+    MAX_KEY_CACHE_TTL_MS,
+    "milliseconds (0 = no key cache)"
+  )
+  const rateLimitPerSecond = integer(
+    "BATON_RATE_LIMIT_PER_SECOND",
+    DEFAULT_RATE_LIMIT_PER_SECOND,
+    0,
+    MAX_RATE_LIMIT,
+    "requests per second per key (0 = no rate limit)"
+  )
+  const rateLimitBurst = integer(
+    "BATON_RATE_LIMIT_BURST",
+    DEFAULT_RATE_LIMIT_BURST,
+    1,
+    MAX_RATE_LIMIT,
+    "requests a key may send at once"
+  )
+  const sseMaxPerKey = integer(
+    "BATON_SSE_MAX_PER_KEY",
+    DEFAULT_SSE_MAX_PER_KEY,
+    0,
+    MAX_SSE_MAX_PER_KEY,
+    "open streams per key (0 = no cap)"
+  )
+
   let applicationName = DEFAULT_POSTGRES_APPLICATION_NAME
   const rawApplicationName = read(env, "BATON_POSTGRES_APPLICATION_NAME")
   if (rawApplicationName !== undefined) {
@@ -518,7 +578,11 @@ export const loadConfig = (env: NodeJS.ProcessEnv, cwd: string = process.cwd()):
     workerLeaseMs,
     corsOrigins,
     logLevel,
-    shutdownGraceMs
+    shutdownGraceMs,
+    keyCacheTtlMs,
+    rateLimitPerSecond,
+    rateLimitBurst,
+    sseMaxPerKey
   }
 }
 

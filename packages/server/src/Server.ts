@@ -110,7 +110,11 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
 
   const scope = container.createChildContainer()
   const storage = options.storage ?? storageFor(config, (line) => log("warn", line))
-  registerEngine(scope, { storage, handlers: { default: demoHandler, ...options.handlers } })
+  registerEngine(scope, {
+    storage,
+    handlers: { default: demoHandler, ...options.handlers },
+    config: { keyCacheTtlMs: config.keyCacheTtlMs }
+  })
   const engine = engineFromContainer(scope)
   let worker: Worker.WorkerHandle | null = null
   let server: HttpServer | null = null
@@ -187,7 +191,11 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
     } else log("info", "No worker (BATON_WORKER_CONCURRENCY=0): serving the API only.")
 
     // `healthRoutes` at the root and `batonRoutes` under /v1, plus the JSON error envelope for other paths.
-    const app = batonApp(engine, { corsOrigins: config.corsOrigins })
+    const app = batonApp(engine, {
+      corsOrigins: config.corsOrigins,
+      rateLimit: { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
+      sseMaxPerKey: config.sseMaxPerKey
+    })
     server = await listen(app.fetch, config)
     const port = (server.address() as AddressInfo).port
 

@@ -7,7 +7,7 @@
  * configured store's pending schema migrations and exits, 0 when it is current.
  */
 import "reflect-metadata"
-import { ConfigError, loadConfig, type ServerConfig } from "./Config.js"
+import { ConfigError, loadConfig, maskCredentials, type ServerConfig } from "./Config.js"
 import { type BatonFileConfig, CONFIG_FILE, loadConfigFile } from "./ConfigFile.js"
 import { type RunningServer, startServer } from "./Server.js"
 import { migrateStorage, StorageStartError } from "./ServerStorage.js"
@@ -17,7 +17,19 @@ const fail = (message: string): never => {
   process.exit(1)
 }
 
-const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+/**
+ * An error as one log line: its message and its causes', URL credentials masked, never a stack
+ * (which may quote code, SQL or values). Bearer tokens never reach an error message.
+ */
+const messageOf = (error: unknown): string => {
+  const parts: string[] = []
+  let current: unknown = error
+  for (let i = 0; i < 5 && current !== undefined && current !== null; i++) {
+    parts.push(current instanceof Error ? current.message : String(current))
+    current = current instanceof Error ? current.cause : undefined
+  }
+  return maskCredentials(parts.join(" (cause: ") + ")".repeat(parts.length - 1))
+}
 
 const hostForUrl = (host: string): string =>
   host.includes(":") && !host.startsWith("[") ? `[${host}]` : host
@@ -64,7 +76,6 @@ const serve = async (): Promise<void> => {
   } catch (error) {
     // Both carry a complete one-line message written for the operator.
     if (error instanceof ConfigError || error instanceof StorageStartError) return fail(error.message)
-    if (config.logLevel === "debug") console.error(error)
     return fail(`failed to start: ${messageOf(error)}`)
   }
   out(`Baton listening on http://${hostForUrl(config.host)}:${server.port}`)
@@ -99,7 +110,6 @@ const migrateCommand = async (): Promise<void> => {
     }
   } catch (error) {
     if (error instanceof StorageStartError) return fail(error.message)
-    if (config.logLevel === "debug") console.error(error)
     return fail(`migrate failed: ${messageOf(error)}`)
   }
   process.exit(0)

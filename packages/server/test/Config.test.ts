@@ -40,8 +40,40 @@ describe("loadConfig", () => {
       workerLeaseMs: 30_000,
       corsOrigins: [],
       logLevel: "info",
-      shutdownGraceMs: 10_000
+      shutdownGraceMs: 10_000,
+      keyCacheTtlMs: 500,
+      rateLimitPerSecond: 100,
+      rateLimitBurst: 200,
+      sseMaxPerKey: 100
     })
+  })
+
+  it("reads the key cache, rate limit and stream cap, 0 turning each off", () => {
+    expect(
+      loadConfig({
+        BATON_KEY_CACHE_MS: "250",
+        BATON_RATE_LIMIT_PER_SECOND: "5",
+        BATON_RATE_LIMIT_BURST: "7",
+        BATON_SSE_MAX_PER_KEY: "3"
+      })
+    ).toMatchObject({ keyCacheTtlMs: 250, rateLimitPerSecond: 5, rateLimitBurst: 7, sseMaxPerKey: 3 })
+    expect(
+      loadConfig({ BATON_KEY_CACHE_MS: "0", BATON_RATE_LIMIT_PER_SECOND: "0", BATON_SSE_MAX_PER_KEY: "0" })
+    ).toMatchObject({ keyCacheTtlMs: 0, rateLimitPerSecond: 0, sseMaxPerKey: 0 })
+  })
+
+  it.each([
+    ["BATON_KEY_CACHE_MS", "1001", "from 0 to 1000 milliseconds"],
+    ["BATON_KEY_CACHE_MS", "-1", "from 0 to 1000"],
+    ["BATON_RATE_LIMIT_PER_SECOND", "fast", "from 0 to 1000000 requests per second"],
+    ["BATON_RATE_LIMIT_PER_SECOND", "1.5", "from 0 to 1000000"],
+    ["BATON_RATE_LIMIT_BURST", "0", "from 1 to 1000000"],
+    ["BATON_SSE_MAX_PER_KEY", "100001", "from 0 to 100000 open streams"]
+  ])("refuses %s=%s, naming the variable", (variable, value, expected) => {
+    const error = failure({ [variable]: value })
+    expect(error.variable).toBe(variable)
+    expect(error.message).toContain(`${variable} must be an integer ${expected}`)
+    expect(error.message).toContain(JSON.stringify(value))
   })
 
   it("treats blank values as unset", () => {

@@ -182,6 +182,37 @@ describe("startServer", () => {
     expect((await next.getRun(runId)).status).toBe("succeeded")
   }, 10_000)
 
+  it("limits each key by BATON_RATE_LIMIT_* and BATON_SSE_MAX_PER_KEY", async () => {
+    const { server } = await start({
+      handlers: { blocking },
+      env: { BATON_RATE_LIMIT_PER_SECOND: "1", BATON_RATE_LIMIT_BURST: "3", BATON_SSE_MAX_PER_KEY: "1" }
+    })
+    const key = server.createdKey ?? ""
+    const get = (path: string, signal?: AbortSignal) =>
+      fetch(`${server.url}/v1${path}`, {
+        headers: { authorization: `Bearer ${key}` },
+        ...(signal === undefined ? {} : { signal })
+      })
+    const runId = await createRun(server.engine, "blocking")
+    const controller = new AbortController()
+    const open = await get(`/runs/${runId}/events/stream`, controller.signal)
+    expect(open.status).toBe(200)
+    const second = await get(`/runs/${runId}/events/stream`)
+    expect(second.status).toBe(429)
+    expect(await second.json()).toMatchObject({ reason_code: "RATE_LIMITED" })
+    controller.abort()
+    // Burst 3, one more a second: a few quick requests spend it (however slow this machine is).
+    let limited: Response | null = null
+    for (let i = 0; i < 20 && limited === null; i++) {
+      const res = await get("/runs")
+      if (res.status === 429) limited = res
+      else expect(res.status).toBe(200)
+    }
+    if (limited === null) throw new Error("twenty requests at once were never rate limited")
+    expect(limited.headers.get("retry-after")).toBe("1")
+    expect(await limited.json()).toMatchObject({ reason_code: "RATE_LIMITED" })
+  })
+
   it("close() ends open event streams", async () => {
     const { server } = await start({ handlers: { blocking } })
     const key = server.createdKey ?? ""

@@ -27,6 +27,9 @@ export interface HarnessOptions {
    * embedder would; `app`: the transport's own `batonApp`, which also answers unknown top-level paths.
    */
   readonly compose?: "routes" | "app"
+  /** Per-key limits of the routes (default: none, as the transport's defaults). */
+  readonly rateLimit?: BatonRoutesOptions["rateLimit"]
+  readonly sseMaxPerKey?: number
 }
 
 export interface Harness {
@@ -84,6 +87,8 @@ export const startHarness = async (options: HarnessOptions = {}): Promise<Harnes
 
   const routeOptions: BatonRoutesOptions = {
     ...(options.corsOrigins === undefined ? {} : { corsOrigins: options.corsOrigins }),
+    ...(options.rateLimit === undefined ? {} : { rateLimit: options.rateLimit }),
+    ...(options.sseMaxPerKey === undefined ? {} : { sseMaxPerKey: options.sseMaxPerKey }),
     sse: {
       heartbeatMs: options.heartbeatMs ?? 100,
       ...(options.bufferLimitBytes === undefined ? {} : { bufferLimitBytes: options.bufferLimitBytes }),

@@ -1,14 +1,21 @@
 import { Effect, ParseResult, Schema } from "effect"
 import { type ErrorDetail, type ValidationError, validationError } from "../Errors.js"
+import { MAX_JSON_DEPTH, nestsDeeperThan } from "../Json.js"
 
 /** Decodes unknown input with a schema; failures become a VALIDATION_FAILED error listing each problem. */
 export const decodeInput =
   <A, I>(schema: Schema.Schema<A, I>) =>
   (input: unknown): Effect.Effect<A, ValidationError> =>
-    Effect.mapError(
-      Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(input),
-      (error) => validationError(toDetails(error))
-    )
+    // A request is one object around JSON values of MAX_JSON_DEPTH levels; anything deeper is
+    // refused before the schema (whose error formatting recurses) sees it.
+    nestsDeeperThan(input, MAX_JSON_DEPTH + 1)
+      ? Effect.fail(
+          validationError([{ path: "(body)", message: `nests deeper than ${MAX_JSON_DEPTH} levels` }])
+        )
+      : Effect.mapError(
+          Schema.decodeUnknown(schema, { errors: "all", onExcessProperty: "error" })(input),
+          (error) => validationError(toDetails(error))
+        )
 
 const toDetails = (error: ParseResult.ParseError): ReadonlyArray<ErrorDetail> =>
   ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({

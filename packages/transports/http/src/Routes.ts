@@ -4,12 +4,13 @@
  * the result or the error envelope. Scopes and tenancy are enforced by the
  * engine itself, so in-process callers get the same checks.
  */
-import type { BatonEngine, Principal } from "@baton/core"
+import type { BatonEngine, Principal, RateLimit } from "@baton/core"
 import { type Context, Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { cors } from "hono/cors"
 import { type ApiEnv, errorResponse, fail, requestId, toErrorResponse } from "./Envelope.js"
 import { type SseOptions, streamRunEvents } from "./Sse.js"
+import { makeStreamSlots, rateLimitPerKey } from "./Throttle.js"
 
 export interface BatonRoutesOptions {
   /** Largest accepted request body (default 1 MiB → 413 BODY_TOO_LARGE). */
@@ -17,6 +18,13 @@ export interface BatonRoutesOptions {
   /** Origins allowed to call from a browser; empty (default) turns CORS off. */
   readonly corsOrigins?: ReadonlyArray<string>
   readonly sse?: SseOptions
+  /**
+   * A token bucket per API key, this process: `perSecond` refill, `burst` capacity; over it, 429
+   * RATE_LIMITED with `retry-after`. Default: off (the server turns it on, 100/s and 200).
+   */
+  readonly rateLimit?: RateLimit
+  /** Most SSE streams one key holds open at once on this process (429 beyond). Default 0: no cap. */
+  readonly sseMaxPerKey?: number
 }
 
 const MIB = 1024 * 1024
@@ -34,19 +42,20 @@ const queryNumber = (raw: string | undefined): number | string | undefined =>
 
 const listQuery = (c: Context<ApiEnv>): Record<string, unknown> => {
   const url = new URL(c.req.url)
-  const query: Record<string, unknown> = {}
-  const metadata: Record<string, string | number | boolean> = {}
+  // Entries, not assignments: a `__proto__` parameter becomes a key that validation sees (and refuses).
+  const query: Array<[string, unknown]> = []
+  const metadata: Array<[string, string | number | boolean]> = []
   const statuses: string[] = []
   for (const [key, value] of url.searchParams) {
     const meta = /^metadata\[(.+)\]$/.exec(key)
-    if (meta !== null) metadata[meta[1]!] = metadataValue(value)
+    if (meta !== null) metadata.push([meta[1]!, metadataValue(value)])
     else if (key === "status") statuses.push(...value.split(",").filter((s) => s.length > 0))
-    else if (key === "limit") query.limit = queryNumber(value)
-    else query[key] = value
+    else if (key === "limit") query.push(["limit", queryNumber(value)])
+    else query.push([key, value])
   }
-  if (statuses.length > 0) query.status = statuses
-  if (Object.keys(metadata).length > 0) query.metadata = metadata
-  return query
+  if (statuses.length > 0) query.push(["status", statuses])
+  if (metadata.length > 0) query.push(["metadata", Object.fromEntries(metadata)])
+  return Object.fromEntries(query)
 }
 
 /** The JSON body of a request: 415 unless JSON, 400 MALFORMED_JSON unless parseable. Empty → `empty`. */
@@ -116,6 +125,8 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     })
   )
   app.use("*", authenticate(engine))
+  if (options.rateLimit !== undefined) app.use("*", rateLimitPerKey(options.rateLimit))
+  const streams = makeStreamSlots(options.sseMaxPerKey ?? 0)
 
   app.post("/runs", async (c) => {
     const body = await readJson(c)
@@ -155,7 +166,9 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     )
   })
 
-  app.get("/runs/:id/events/stream", (c) => streamRunEvents(c, engine, options.sse ?? {}))
+  app.get("/runs/:id/events/stream", (c) =>
+    streams.guard(c, () => streamRunEvents(c, engine, options.sse ?? {}))
+  )
 
   app.post("/runs/:id/signal", async (c) => {
     const body = await readJson(c)

@@ -1,0 +1,93 @@
+/**
+ * Hostile input to the engine's programs: malformed ids are refused before any
+ * storage call, and input nested past the JSON depth is a validation error,
+ * never a defect (the schema's error formatting recurses).
+ */
+import { type MemoryStore, makeMemoryStore, memoryStorage } from "@baton/adapter-memory"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { ALL_SCOPES, type Principal } from "../src/ApiKey.js"
+import type { EngineServices } from "../src/Container.js"
+import * as Engine from "../src/Engine.js"
+import { EngineConfig } from "../src/EngineConfig.js"
+import { KeyCache } from "../src/KeyCache.js"
+
+const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
+
+/** Every call to a store method, by name. */
+const spied = (inner: MemoryStore): { store: MemoryStore; calls: string[] } => {
+  const calls: string[] = []
+  const wrap = <T extends object>(name: string, target: T): T =>
+    new Proxy(target, {
+      get: (t, prop, receiver) => {
+        const value = Reflect.get(t, prop, receiver)
+        return typeof value === "function"
+          ? (...args: unknown[]) => {
+              calls.push(`${name}.${String(prop)}`)
+              return value.apply(t, args)
+            }
+          : value
+      }
+    })
+  return {
+    calls,
+    store: {
+      ...inner,
+      runStore: wrap("runStore", inner.runStore),
+      keyStore: wrap("keyStore", inner.keyStore),
+      eventFeed: wrap("eventFeed", inner.eventFeed)
+    }
+  }
+}
+
+const MALFORMED = ["", "nope", "run_", `run_${"A".repeat(27)}`, "run_01ARZ3NDEKTSV4RRFFQ69G5FA\n", "key_x"]
+
+describe("malformed ids", () => {
+  it.effect("are RUN_NOT_FOUND / KEY_NOT_FOUND without a single storage call", () => {
+    const { store, calls } = spied(makeMemoryStore())
+    const layer = Layer.mergeAll(memoryStorage(store).layer, EngineConfig.layer(), KeyCache.layer())
+    return Effect.gen(function* () {
+      for (const id of MALFORMED) {
+        const programs: ReadonlyArray<
+          Effect.Effect<unknown, { readonly reason_code: string }, EngineServices>
+        > = [
+          Engine.getRun(OPERATOR, id),
+          Engine.readEvents(OPERATOR, id, {}),
+          Engine.subscribe(OPERATOR, id, 0),
+          Engine.signalRun(OPERATOR, id, { action: "approve" }),
+          Engine.cancelRun(OPERATOR, id, {})
+        ]
+        for (const program of programs)
+          expect(yield* Effect.flip(program), JSON.stringify(id)).toMatchObject({
+            reason_code: "RUN_NOT_FOUND"
+          })
+        expect(yield* Effect.flip(Engine.revokeKey(OPERATOR, id))).toMatchObject({
+          reason_code: "KEY_NOT_FOUND"
+        })
+        expect(yield* Effect.flip(Engine.verifyKey(`${id}:${"A".repeat(43)}`))).toMatchObject({
+          reason_code: "AUTH_KEY_INVALID"
+        })
+      }
+      expect(calls).toEqual([])
+    }).pipe(Effect.provide(layer))
+  })
+})
+
+describe("deep input", () => {
+  const deep = JSON.parse(`${"[".repeat(200_000)}${"]".repeat(200_000)}`)
+  const layer = Layer.mergeAll(memoryStorage().layer, EngineConfig.layer(), KeyCache.layer())
+
+  it.effect("is a VALIDATION_FAILED error in every field, never a defect", () =>
+    Effect.gen(function* () {
+      const failures = [
+        yield* Effect.flip(Engine.createRun(OPERATOR, { input: deep })),
+        yield* Effect.flip(Engine.createRun(OPERATOR, deep)),
+        yield* Effect.flip(Engine.createRun(OPERATOR, { input: 1, metadata: { a: deep } })),
+        yield* Effect.flip(Engine.issueKey(OPERATOR, { scopes: ["runs:read"], name: deep })),
+        yield* Effect.flip(Engine.listRuns(OPERATOR, { handler: deep }))
+      ]
+      for (const failure of failures)
+        expect(failure).toMatchObject({ _tag: "ValidationError", reason_code: "VALIDATION_FAILED" })
+    }).pipe(Effect.provide(layer))
+  )
+})
