@@ -1,6 +1,7 @@
 /**
  * Redaction end to end: secrets put into a run's input, its step output, its
- * progress and its run output (the `leaky` handler, support/Handlers.ts) are
+ * progress and its run output (the `leaky` handler, support/Handlers.ts), and
+ * into a signal's comment and input, are
  * in no API answer, no SSE frame (live and replayed), no line of the server's
  * output, and nowhere in the store as read through the back door
  * (support/BackDoor.ts); every event that lost something says
@@ -31,7 +32,7 @@ const streamText = async (server: ServerProcess, key: string, runId: string): Pr
 const REDACTED = "[REDACTED]"
 
 export const redactionPart: Register = (get, lane) => {
-  it(`redaction on ${lane}: secrets in input, step output and progress reach no answer, SSE frame, log line or stored byte`, async (ctx) => {
+  it(`redaction on ${lane}: secrets in input, step output, progress and signals reach no answer, SSE frame, log line or stored byte`, async (ctx) => {
     const context = get()
     if (context === null) return ctx.skip(`${lane} not found (see the warning above)`)
     const { server, operatorKey, cluster } = context.server
@@ -71,6 +72,32 @@ export const redactionPart: Register = (get, lane) => {
         (await call(server, operatorKey, "GET", `/runs?metadata[probe]=redaction-${nonce.slice(0, 6)}`)).body
       )
     )
+    // A signal's input and comment are redacted too: `approval` returns the comment as its output.
+    const waiting = await call(server, operatorKey, "POST", "/runs", {
+      json: { handler: "approval", input: { nonce } },
+      headers: { "idempotency-key": randomUUID() }
+    })
+    expect(waiting.status).toBe(201)
+    await waitFor("the approval run to await input", async () => {
+      const seen = await call(server, operatorKey, "GET", `/runs/${waiting.body.id}`)
+      return seen.body.status === "awaiting_input"
+    })
+    const signalled = await call(server, operatorKey, "POST", `/runs/${waiting.body.id}/signal`, {
+      json: { action: "approve", comment: `approved with Bearer ${s.bearer}`, input: { token: s.token } }
+    })
+    expect(signalled.status, JSON.stringify(signalled.body)).toBe(202)
+    answers.push(JSON.stringify(signalled.body))
+    const approved = await waitFor("the approval run to end", async () => {
+      const seen = await call(server, operatorKey, "GET", `/runs/${waiting.body.id}`)
+      return seen.body.status === "succeeded" ? seen : undefined
+    })
+    answers.push(JSON.stringify(approved.body))
+    expect(approved.body.output).toEqual({ approved: true, comment: `approved with ${REDACTED}` })
+    const signalLog = await readLog(server, operatorKey, waiting.body.id)
+    answers.push(JSON.stringify(signalLog))
+    expect(signalLog.find((e) => e.type === "run.signal_received")?.payload.redacted).toBe(true)
+    const signalStream = await streamText(server, operatorKey, waiting.body.id)
+
     const replayed = await streamText(server, operatorKey, runId)
     const liveText = await live
     const stored = await dumpStore(context.store)
@@ -93,6 +120,7 @@ export const redactionPart: Register = (get, lane) => {
       ["API answers", answers.join("\n")],
       ["the live SSE stream", liveText],
       ["the replayed SSE stream", replayed],
+      ["the signalled run's SSE stream", signalStream],
       ["the server's output", server.output()],
       [`the store (${context.store.label})`, stored]
     ]
