@@ -15,7 +15,7 @@ export const rateLimitPart: Register = (get, lane) => {
     if (context === null) return ctx.skip(`${lane} not found (see the warning above)`)
     if (!serverReads(PENDING_SETTINGS.rateLimitPerSecond))
       return ctx.skip(
-        `${PENDING_SETTINGS.rateLimitPerSecond} is not a server setting yet (packages/server/src/Config.ts does not read it)`
+        `${PENDING_SETTINGS.rateLimitPerSecond} is not a server setting yet (nothing in packages/server/src reads it)`
       )
     const limited = await startSecurityServer(context.store, {
       workers: 0,

@@ -9,22 +9,27 @@
  * a busy two-core machine produces), compared with a tolerance below one store
  * round trip: TOLERANCE_FLOOR_MS plus TOLERANCE_SHARE of the median latency
  * (a loaded machine slows every part of a request, store reads included).
+ * A round outside the tolerance is followed by up to two more (see below).
  *
  * Checked by a temporary hack in verifyKey (packages/core/src/Engine.ts): one
- * more `keys.get` on the known-key path. Measured on this machine with both
- * lanes at once: without it, differences of 0.04–0.30 ms (medians 3–10 ms);
- * with it, 0.71 ms (Redis) and 0.91 ms (Postgres) at medians of 4–5 ms, where
- * the tolerance is about 0.43 ms: the test fails, as it must.
+ * more `keys.get` on the known-key path. Measured on this machine (shared, noisy):
+ * without it, pairwise differences of -0.24 to +0.16 ms at medians of 2–10 ms
+ * (once -0.51 ms at 10 ms, inside that run's tolerance); with it, 0.43–0.56 ms
+ * on Redis and 0.71–2.1 ms on Postgres over all three rounds, against
+ * tolerances of 0.23–0.46 ms, so the test fails on both lanes. A looser first
+ * setting (0.25 ms + 4 %) let the hack pass once on Postgres; hence these.
  */
 import { randomBytes } from "node:crypto"
 import { expect, it } from "vitest"
 import { call } from "../../cluster/support/Api.js"
 import type { Register } from "./Suite.js"
 
+/** Pairs per round, and at most this many rounds. */
 const SAMPLES = 400
+const ROUNDS = 3
 /** The two kinds may differ by this much (ms) plus TOLERANCE_SHARE of the median latency. */
-export const TOLERANCE_FLOOR_MS = 0.25
-export const TOLERANCE_SHARE = 0.04
+export const TOLERANCE_FLOOR_MS = 0.15
+export const TOLERANCE_SHARE = 0.03
 
 const B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 const ALNUM = B64URL.slice(0, 62)
@@ -81,29 +86,38 @@ export const timingPart: Register = (get, lane) => {
     const unknownMs: number[] = []
     const wrongMs: number[] = []
     let reference: Sample | null = null
-    for (let i = 0; i < SAMPLES; i++) {
-      const unknownFirst = randomBytes(1)[0]! % 2 === 0
-      const first = await (unknownFirst ? unknown() : wrongSecret())
-      const second = await (unknownFirst ? wrongSecret() : unknown())
-      const [u, w] = unknownFirst ? [first, second] : [second, first]
-      reference ??= u
-      for (const sample of [u, w]) {
-        expect(sample.status).toBe(401)
-        expect(sample.body).toBe(reference.body)
-        expect(sample.headerNames).toBe(reference.headerNames)
+    const measure = async (pairs: number) => {
+      for (let i = 0; i < pairs; i++) {
+        const unknownFirst = randomBytes(1)[0]! % 2 === 0
+        const first = await (unknownFirst ? unknown() : wrongSecret())
+        const second = await (unknownFirst ? wrongSecret() : unknown())
+        const [u, w] = unknownFirst ? [first, second] : [second, first]
+        reference ??= u
+        for (const sample of [u, w]) {
+          expect(sample.status).toBe(401)
+          expect(sample.body).toBe(reference.body)
+          expect(sample.headerNames).toBe(reference.headerNames)
+        }
+        differences.push(w.ms - u.ms)
+        unknownMs.push(u.ms)
+        wrongMs.push(w.ms)
       }
-      differences.push(w.ms - u.ms)
-      unknownMs.push(u.ms)
-      wrongMs.push(w.ms)
     }
-    const shift = median(differences)
-    const tolerance = TOLERANCE_FLOOR_MS + TOLERANCE_SHARE * median([...unknownMs, ...wrongMs])
-    console.log(
-      `[security ${lane}] timing over ${SAMPLES} pairs: median unknown ${median(unknownMs).toFixed(3)} ms, ` +
-        `wrong secret ${median(wrongMs).toFixed(3)} ms, median pairwise difference ${shift.toFixed(3)} ms ` +
-        `(tolerance ${tolerance.toFixed(3)} ms)`
-    )
+    // Sequential: a round that lands outside the tolerance (a burst of load from elsewhere) is followed by
+    // another, judged on all samples so far; a real difference stays outside however many rounds are taken.
+    let shift = Number.POSITIVE_INFINITY
+    let tolerance = 0
+    for (let round = 1; round <= ROUNDS && Math.abs(shift) >= tolerance; round++) {
+      await measure(SAMPLES)
+      shift = median(differences)
+      tolerance = TOLERANCE_FLOOR_MS + TOLERANCE_SHARE * median([...unknownMs, ...wrongMs])
+      console.log(
+        `[security ${lane}] timing over ${differences.length} pairs: median unknown ${median(unknownMs).toFixed(3)} ms, ` +
+          `wrong secret ${median(wrongMs).toFixed(3)} ms, median pairwise difference ${shift.toFixed(3)} ms ` +
+          `(tolerance ${tolerance.toFixed(3)} ms)`
+      )
+    }
     expect(JSON.parse(reference!.body).reason_code).toBe("AUTH_KEY_INVALID")
     expect(Math.abs(shift)).toBeLessThan(tolerance)
-  }, 90_000)
+  }, 150_000)
 }
