@@ -45,7 +45,14 @@ export type HostileRequest =
       readonly headers: Readonly<Record<string, string>>
       readonly body?: string
     }
-  | { readonly via: "raw"; readonly route: RouteName; readonly method: string; readonly bytes: Buffer }
+  | {
+      readonly via: "raw"
+      readonly route: RouteName
+      readonly method: string
+      readonly bytes: Buffer
+      /** Over the body limit: the server answers and closes with the body unread, which may reset the connection. */
+      readonly oversize: boolean
+    }
 
 /** Injection and trick strings, stored verbatim or interpolated anywhere a string goes. */
 export const INJECTIONS: ReadonlyArray<string> = [
@@ -501,7 +508,7 @@ const rawRequest = (target: FuzzTarget): fc.Arbitrary<HostileRequest> =>
         Buffer.from(`Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`, "latin1"),
         body
       ])
-      return { via: "raw", route, method, bytes }
+      return { via: "raw", route, method, bytes, oversize: r.kind === "oversize" }
     })
 
 /** One hostile request: four in five through `fetch`, one in five as raw bytes. */
