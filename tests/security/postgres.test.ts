@@ -3,7 +3,15 @@ import { crossTenantPart } from "./support/CrossTenant.js"
 import { fuzzPart } from "./support/Fuzz.js"
 import { rateLimitPart } from "./support/RateLimit.js"
 import { redactionPart } from "./support/Redaction.js"
+import { revocationPart } from "./support/Revocation.js"
 import { defineSecuritySuite } from "./support/Suite.js"
 import { timingPart } from "./support/Timing.js"
 
-defineSecuritySuite("postgres", [fuzzPart, crossTenantPart, timingPart, redactionPart, rateLimitPart])
+defineSecuritySuite("postgres", [
+  fuzzPart,
+  crossTenantPart,
+  timingPart,
+  redactionPart,
+  revocationPart,
+  rateLimitPart
+])
