@@ -1,11 +1,10 @@
 /**
  * Under a tiny per-key rate limit, a burst of requests meets 429
  * `RATE_LIMITED` with `retry-after`, in the error envelope. Rate limiting is
- * per process and storage-independent, so one lane runs it. Skipped, naming
- * the setting, while the server does not read BATON_RATE_LIMIT_PER_SECOND.
+ * per process and storage-independent, so one lane runs it.
  */
 import { expect, it } from "vitest"
-import { PENDING_SETTINGS, serverReads, startSecurityServer } from "./Server.js"
+import { LIMIT_SETTINGS, startSecurityServer } from "./Server.js"
 import type { Register } from "./Suite.js"
 import { judge, sendFetch } from "./Wire.js"
 
@@ -13,13 +12,9 @@ export const rateLimitPart: Register = (get, lane) => {
   it(`rate limiting on ${lane}: a burst past a tiny limit gets 429 RATE_LIMITED with retry-after`, async (ctx) => {
     const context = get()
     if (context === null) return ctx.skip(`${lane} not found (see the warning above)`)
-    if (!serverReads(PENDING_SETTINGS.rateLimitPerSecond))
-      return ctx.skip(
-        `${PENDING_SETTINGS.rateLimitPerSecond} is not a server setting yet (nothing in packages/server/src reads it)`
-      )
     const limited = await startSecurityServer(context.store, {
       workers: 0,
-      env: { [PENDING_SETTINGS.rateLimitPerSecond]: "1", [PENDING_SETTINGS.rateLimitBurst]: "2" }
+      env: { [LIMIT_SETTINGS.rateLimitPerSecond]: "1", [LIMIT_SETTINGS.rateLimitBurst]: "2" }
     })
     try {
       const answers = await Promise.all(

@@ -10,7 +10,7 @@
  * - the environment: extra variables ride on the lane's `serverEnv`, which the
  *   harness passes to every process it starts.
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import { Cluster, type ServerProcess } from "../../cluster/support/Cluster.js"
@@ -18,30 +18,18 @@ import type { LaneStore } from "../../cluster/support/Lanes.js"
 
 const here = (relative: string): string => fileURLToPath(new URL(relative, import.meta.url))
 const HANDLERS_MODULE = here("./Handlers.ts")
-const SERVER_SOURCE = here("../../../packages/server/src/")
 
-/**
- * PENDING SETTINGS — being added to the server in parallel (rate limiting, the SSE cap, the
- * verified-key cache). Today's server ignores `BATON_*` variables it does not know (Config.ts reads
- * only its own names), so they are passed already; `serverReads` tells whether the server reads one yet.
- * Once they exist, this is where the suite's names for them stay.
- */
-export const PENDING_SETTINGS = {
+/** The server's names for the limits this suite sets (docs/configuration.md). */
+export const LIMIT_SETTINGS = {
   rateLimitPerSecond: "BATON_RATE_LIMIT_PER_SECOND",
   rateLimitBurst: "BATON_RATE_LIMIT_BURST",
   sseMaxPerKey: "BATON_SSE_MAX_PER_KEY",
   keyCacheMs: "BATON_KEY_CACHE_MS"
 } as const
 
-/** Whether the server reads `variable`: its quoted name appears in a source file of packages/server/src. */
-export const serverReads = (variable: string): boolean =>
-  readdirSync(SERVER_SOURCE, { recursive: true, encoding: "utf8" })
-    .filter((file) => file.endsWith(".ts"))
-    .some((file) => readFileSync(join(SERVER_SOURCE, file), "utf8").includes(`"${variable}"`))
-
 /** The suite's lanes run with rate limiting off: the fuzz measures input handling, not throttling. */
 export const SECURITY_ENV: Readonly<Record<string, string>> = {
-  [PENDING_SETTINGS.rateLimitPerSecond]: "0"
+  [LIMIT_SETTINGS.rateLimitPerSecond]: "0"
 }
 
 export interface SecurityServer {
