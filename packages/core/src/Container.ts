@@ -12,6 +12,7 @@ import type { BatonError } from "./Errors.js"
 import type { Run } from "./Run.js"
 import type { AnyHandler } from "./RunContext.js"
 import type { RunEvent } from "./RunEvent.js"
+import { RunEventReaders } from "./RunEventReaders.js"
 import type { StorageAdapter, StoragePorts } from "./Storage.js"
 import * as Worker from "./Worker.js"
 
@@ -42,7 +43,7 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 /** The customer and scopes used when an embedder calls without a principal. */
 export const LOCAL_PRINCIPAL: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
-export type EngineServices = StoragePorts | EngineConfig
+export type EngineServices = StoragePorts | EngineConfig | RunEventReaders
 
 /**
  * An engine: the programs of `Engine.ts` bound to one runtime, as Promises.
@@ -166,14 +167,14 @@ export class BatonEngine {
   }
 }
 
-/** The Layer an engine runs on: the adapter's ports and the config. */
+/** The Layer an engine runs on: the adapter's ports, the config, and the run readers shared by subscribers. */
 export const engineLayer = (options: EngineOptions): Layer.Layer<EngineServices, unknown> => {
   const handlers = options.handlers === undefined ? [] : Object.keys(options.handlers)
   const config = EngineConfig.layer({
     handlers: options.acceptAnyHandler === true ? null : new Set(handlers),
     ...options.config
   })
-  return Layer.merge(options.storage.layer, config)
+  return RunEventReaders.layer.pipe(Layer.provideMerge(Layer.merge(options.storage.layer, config)))
 }
 
 /** Wires storage, handlers and config into an engine in one call. */

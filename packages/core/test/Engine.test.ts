@@ -12,6 +12,7 @@ import { EngineConfig, type EngineConfigShape } from "../src/EngineConfig.js"
 import { EventFeed } from "../src/ports/EventFeed.js"
 import { REDACTED } from "../src/Redaction.js"
 import type { Run } from "../src/Run.js"
+import { RunEventReaders } from "../src/RunEventReaders.js"
 import * as RunState from "../src/RunState.js"
 
 const { RunCommand } = RunState
@@ -22,7 +23,11 @@ const GLOBEX: Principal = { customerId: "globex", keyId: null, scopes: ALL_SCOPE
 const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
 const testLayer = (config: Partial<EngineConfigShape> = {}) =>
-  Layer.merge(memoryStorage().layer, EngineConfig.layer({ handlers: new Set(["default"]), ...config }))
+  RunEventReaders.layer.pipe(
+    Layer.provideMerge(
+      Layer.merge(memoryStorage().layer, EngineConfig.layer({ handlers: new Set(["default"]), ...config }))
+    )
+  )
 
 /** Runs `self` on a fresh store. */
 const fresh =
