@@ -3,16 +3,16 @@
  * `createEngine`, which builds one Effect ManagedRuntime from what is
  * registered. Library code never touches tsyringe's global container.
  */
-import { Cause, type Effect, Exit, Layer, ManagedRuntime, Option, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Layer, ManagedRuntime, Option, Schema, Scope } from "effect"
 import type { DependencyContainer } from "tsyringe"
 import { ALL_SCOPES, type ApiKey, type Principal } from "./ApiKey.js"
 import * as Engine from "./Engine.js"
 import { EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
-import type { BatonError } from "./Errors.js"
+import type { BatonError, StorageError } from "./Errors.js"
 import type { Run } from "./Run.js"
 import type { AnyHandler } from "./RunContext.js"
-import type { RunEvent } from "./RunEvent.js"
-import { RunEventReaders } from "./RunEventReaders.js"
+import { isTerminalEventType, type RunEvent } from "./RunEvent.js"
+import { type RunEventCursor, RunEventReaders } from "./RunEventReaders.js"
 import type { StorageAdapter, StoragePorts } from "./Storage.js"
 import * as Worker from "./Worker.js"
 
@@ -119,11 +119,22 @@ export class BatonEngine {
     runId: string,
     options: { afterSeq?: number; principal?: Principal } = {}
   ): Promise<AsyncIterable<RunEvent>> {
-    const stream = await this.run(
-      Engine.subscribe(options.principal ?? LOCAL_PRINCIPAL, runId, options.afterSeq ?? 0)
+    const start = await this.run(
+      Engine.startSubscription(options.principal ?? LOCAL_PRINCIPAL, runId, options.afterSeq ?? 0)
     )
-    const events = Stream.toAsyncIterableRuntime(stream, await this.runtime.runtime())
-    return { [Symbol.asyncIterator]: () => closable(events[Symbol.asyncIterator]()) }
+    if (start === null) return { [Symbol.asyncIterator]: () => ({ next: async () => DONE }) }
+    const scope = await this.runtime.runPromise(Scope.make())
+    const cursor = await this.run(
+      Effect.flatMap(RunEventReaders, (readers) =>
+        Scope.extend(readers.open(start.runId, start.afterSeq), scope)
+      )
+    ).catch(async (error: unknown) => {
+      await this.runtime.runPromise(Scope.close(scope, Exit.void))
+      throw error
+    })
+    // Leaving never fails the consumer: a runtime already disposed has released the reader.
+    const leave = () => this.runtime.runPromise(Scope.close(scope, Exit.void)).catch(() => undefined)
+    return { [Symbol.asyncIterator]: () => cursorIterator(cursor, (gap) => this.run(gap), leave) }
   }
   issueKey(body: unknown, principal: Principal = LOCAL_PRINCIPAL): Promise<Engine.IssuedKey> {
     return this.run(Engine.issueKey(principal, body))
@@ -210,36 +221,67 @@ export const engineFromContainer = (container: DependencyContainer): BatonEngine
 const DONE = { done: true, value: undefined } as const
 
 /**
- * An iterator whose `return()` also settles every pending `next()` (as done),
- * and any later one: a consumer that stops while waiting for the next event
- * is never left hanging.
+ * A cursor of a run's shared reader as an async iterator: plain promises, no
+ * fiber per subscriber. It leaves the reader after the terminal event or on
+ * `return()`, which also settles a `next()` waiting for the next event (as
+ * done): a consumer that stops while waiting is never left hanging. One
+ * `next()` at a time, as `for await` calls it.
  */
-const closable = <A>(inner: AsyncIterator<A>): AsyncIterator<A> => {
-  let closed = false
-  const pending = new Set<(result: IteratorResult<A>) => void>()
+const cursorIterator = (
+  cursor: RunEventCursor,
+  readGap: (gap: Effect.Effect<ReadonlyArray<RunEvent>, StorageError>) => Promise<ReadonlyArray<RunEvent>>,
+  leave: () => Promise<void>
+): AsyncIterator<RunEvent> => {
+  let batch: ReadonlyArray<RunEvent> = []
+  let index = 0
+  let done = false
+  let stopWaiting: (() => void) | null = null
+  const finish = async () => {
+    if (done) return
+    done = true
+    stopWaiting?.()
+    await leave()
+  }
   return {
-    next: () =>
-      closed
-        ? Promise.resolve(DONE)
-        : new Promise<IteratorResult<A>>((resolve, reject) => {
-            pending.add(resolve)
-            inner.next().then(
-              (result) => {
-                pending.delete(resolve)
-                resolve(closed ? DONE : result)
-              },
-              (error: unknown) => {
-                pending.delete(resolve)
-                if (closed) resolve(DONE)
-                else reject(error)
-              }
-            )
-          }),
+    next: async () => {
+      for (;;) {
+        if (done) return DONE
+        if (index < batch.length) {
+          const event = batch[index++]!
+          if (isTerminalEventType(event.type)) void finish()
+          return { done: false, value: event }
+        }
+        index = 0
+        batch = cursor.takeShared() ?? []
+        if (batch.length > 0) continue
+        if (cursor.behind) {
+          batch = await readGap(cursor.readGap).catch(async (error: unknown) => {
+            await finish()
+            throw error
+          })
+          continue
+        }
+        if (cursor.ended) {
+          await finish()
+          return DONE
+        }
+        // Waits for the reader; `finish` stops the wait at once.
+        const error = await new Promise<StorageError | null>((resolve) => {
+          const cancel = cursor.onChange(resolve)
+          stopWaiting = () => {
+            cancel()
+            resolve(null)
+          }
+        })
+        stopWaiting = null
+        if (error !== null) {
+          await finish()
+          throw error
+        }
+      }
+    },
     return: async () => {
-      closed = true
-      for (const resolve of pending) resolve(DONE)
-      pending.clear()
-      await inner.return?.()?.catch(() => undefined)
+      await finish()
       return DONE
     }
   }

@@ -303,6 +303,41 @@ export const readEvents = (
     }
   })
 
+export interface SubscriptionStart {
+  readonly runId: string
+  readonly afterSeq: number
+}
+
+/**
+ * The checks before a subscription's first event (scope, after_seq,
+ * ownership): where it starts, or null when there is nothing to stream (a
+ * finished run read to its end).
+ */
+export const startSubscription = (
+  principal: Principal,
+  runId: string,
+  afterSeq = 0
+): Effect.Effect<
+  SubscriptionStart | null,
+  ValidationError | RunNotFound | AuthError | StorageError,
+  RunStore
+> =>
+  Effect.gen(function* () {
+    yield* requireScope(principal, "runs:read")
+    if (!Number.isInteger(afterSeq) || afterSeq < 0)
+      return yield* Effect.fail(
+        validationError([{ path: "after_seq", message: "is a non-negative integer" }])
+      )
+    const run = yield* loadOwnRun(principal, runId)
+    if (isTerminal(run.status) && afterSeq >= run.last_seq) return null
+    // Past the last event of a live run nothing could ever be emitted contiguously: it would never end.
+    if (afterSeq > run.last_seq)
+      return yield* Effect.fail(
+        validationError([{ path: "after_seq", message: `is past the run's last event (${run.last_seq})` }])
+      )
+    return { runId: run.id, afterSeq }
+  })
+
 /**
  * The run's events after `afterSeq`, then live ones, ending after the terminal
  * event. Every subscriber of a run in this process shares one log reader
@@ -318,21 +353,11 @@ export const subscribe = (
   ValidationError | RunNotFound | AuthError | StorageError,
   RunStore
 > =>
-  Effect.gen(function* () {
-    yield* requireScope(principal, "runs:read")
-    if (!Number.isInteger(afterSeq) || afterSeq < 0)
-      return yield* Effect.fail(
-        validationError([{ path: "after_seq", message: "is a non-negative integer" }])
-      )
-    const run = yield* loadOwnRun(principal, runId)
-    if (isTerminal(run.status) && afterSeq >= run.last_seq) return Stream.empty
-    // Past the last event of a live run nothing could ever be emitted contiguously: it would never end.
-    if (afterSeq > run.last_seq)
-      return yield* Effect.fail(
-        validationError([{ path: "after_seq", message: `is past the run's last event (${run.last_seq})` }])
-      )
-    return Stream.unwrap(Effect.map(RunEventReaders, (readers) => readers.follow(run.id, afterSeq)))
-  })
+  Effect.map(startSubscription(principal, runId, afterSeq), (start) =>
+    start === null
+      ? Stream.empty
+      : Stream.unwrap(Effect.map(RunEventReaders, (readers) => readers.follow(start.runId, start.afterSeq)))
+  )
 
 // ---------------------------------------------------------------------------
 // write: apply a command with compare-and-append

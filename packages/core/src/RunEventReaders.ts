@@ -9,22 +9,9 @@
  * queue of its own. A subscriber behind the window (a late joiner, a resume by
  * Last-Event-ID, one that fell behind) reads that gap from the store itself.
  */
-import {
-  Chunk,
-  Context,
-  Deferred,
-  Effect,
-  Exit,
-  FiberId,
-  Layer,
-  Option,
-  RcMap,
-  Schedule,
-  type Scope,
-  Stream
-} from "effect"
+import { Chunk, Context, Effect, Layer, Option, RcMap, Schedule, type Scope, Stream } from "effect"
 import { EngineConfig } from "./EngineConfig.js"
-import type { StorageError } from "./Errors.js"
+import { type StorageError, storageUnavailable } from "./Errors.js"
 import { EventFeed } from "./ports/EventFeed.js"
 import { RunStore } from "./ports/RunStore.js"
 import { isTerminalEventType, type RunEvent, toRunEvent } from "./RunEvent.js"
@@ -34,6 +21,9 @@ export const SHARED_WINDOW_EVENTS = 256
 /** Events per store read. */
 const PAGE = 500
 
+/** Called once when the reader next publishes: with null, or with the error its read failed with. */
+type Waiter = (outcome: StorageError | null) => void
+
 /** What one run's reader publishes; subscribers only read it. */
 interface SharedTail {
   /** The highest seq read contiguously from the store. */
@@ -42,14 +32,9 @@ interface SharedTail {
   window: ReadonlyArray<RunEvent>
   /** The terminal event was read: nothing follows `last`. */
   ended: boolean
-  /**
-   * Completed, and replaced, whenever `last` moves or a read fails: a
-   * subscriber that has everything up to `last` waits on it.
-   */
-  pulse: Deferred.Deferred<void, StorageError>
+  /** Caught-up subscribers waiting for `last` to move (or a read to fail); called and cleared each time. */
+  waiters: Set<Waiter>
 }
-
-const newPulse = () => Deferred.unsafeMake<void, StorageError>(FiberId.none)
 
 /**
  * Reads `runId`'s log after `after`, contiguous only (never past a seq not yet
@@ -88,26 +73,26 @@ const startReader = (
     const hints = yield* feed.subscribe(runId)
     const run = yield* store.get(runId)
     const start = Math.max(0, (run?.last_seq ?? 0) - SHARED_WINDOW_EVENTS)
-    const tail: SharedTail = { last: start, window: [], ended: false, pulse: newPulse() }
+    const tail: SharedTail = { last: start, window: [], ended: false, waiters: new Set() }
 
-    const wakeSubscribers = (exit: Exit.Exit<void, StorageError>) => {
-      const woken = tail.pulse
-      tail.pulse = newPulse()
-      Deferred.unsafeDone(woken, exit)
+    const wakeSubscribers = (outcome: StorageError | null) => {
+      const woken = tail.waiters
+      tail.waiters = new Set()
+      for (const waiter of woken) waiter(outcome)
     }
     const readNew = Effect.suspend(() =>
       readContiguous(store, runId, tail.last, Number.POSITIVE_INFINITY)
     ).pipe(
       Effect.match({
         // Subscribers waiting now end (and resume by id); the reader tries again on the next wake.
-        onFailure: (error) => wakeSubscribers(Exit.fail(error)),
+        onFailure: (error) => wakeSubscribers(error),
         onSuccess: (events) => {
           if (events.length === 0) return
           const window = [...tail.window, ...events]
           tail.window = window.length > SHARED_WINDOW_EVENTS ? window.slice(-SHARED_WINDOW_EVENTS) : window
           tail.last = events.at(-1)!.seq
           tail.ended = isTerminalEventType(events.at(-1)!.type)
-          wakeSubscribers(Exit.void)
+          wakeSubscribers(null)
         }
       })
     )
@@ -128,14 +113,97 @@ const startReader = (
     return tail
   })
 
+/**
+ * One subscriber's position in a run's shared tail. Not an Effect stream, so
+ * that a plain async iterator (one per SSE connection) costs a few objects,
+ * not a fiber and a channel: each step is synchronous except a wait for the
+ * reader (`onChange`) and a read of a gap from the store (`readGap`).
+ */
+export class RunEventCursor {
+  constructor(
+    private readonly tail: SharedTail,
+    private readonly store: RunStore["Type"],
+    private readonly runId: string,
+    /** The seq of the last event taken. */
+    public position: number
+  ) {}
+
+  /** The events after `position` that the shared window holds, taken; null when there are none there. */
+  takeShared(): ReadonlyArray<RunEvent> | null {
+    const { last, window } = this.tail
+    if (this.position >= last) return null
+    const windowStart = last - window.length + 1
+    if (this.position + 1 < windowStart) return null
+    const events = window.slice(this.position + 1 - windowStart)
+    this.position = last
+    return events
+  }
+
+  /** The next events are older than the shared window: `readGap` reads them. */
+  get behind(): boolean {
+    const { last, window } = this.tail
+    return this.position < last && this.position + 1 < last - window.length + 1
+  }
+
+  /** The terminal event was taken: nothing follows. */
+  get ended(): boolean {
+    return this.tail.ended && this.position >= this.tail.last
+  }
+
+  /**
+   * Calls `waiter` once when the reader publishes next (null) or its read
+   * fails (the error); the returned function cancels that.
+   */
+  onChange(waiter: Waiter): () => void {
+    const waiters = this.tail.waiters
+    waiters.add(waiter)
+    return () => {
+      waiters.delete(waiter)
+    }
+  }
+
+  /** Reads a page of the gap from the store and takes it. */
+  get readGap(): Effect.Effect<ReadonlyArray<RunEvent>, StorageError> {
+    return Effect.flatMap(readContiguous(this.store, this.runId, this.position, 1), (events) => {
+      // The reader read past here, so the store has these events: none is a broken store.
+      if (events.length === 0)
+        return Effect.fail(storageUnavailable("The run's events could not be read in order; resume by id."))
+      this.position = events.at(-1)!.seq
+      return Effect.succeed(events)
+    })
+  }
+}
+
 export interface RunEventReadersShape {
   /**
+   * Joins (or starts) `runId`'s shared reader for the scope's life: a cursor
+   * after `afterSeq`. The last cursor's scope closing stops the reader.
+   */
+  readonly open: (runId: string, afterSeq: number) => Effect.Effect<RunEventCursor, StorageError, Scope.Scope>
+  /**
    * `runId`'s events after `afterSeq`, each once, in order, then live ones,
-   * ending after the terminal event. Subscribing joins (or starts) the run's
-   * shared reader; ending the stream leaves it.
+   * ending after the terminal event: a cursor as an Effect stream.
    */
   readonly follow: (runId: string, afterSeq: number) => Stream.Stream<RunEvent, StorageError>
 }
+
+/** The next events for `cursor`, waiting for the reader when it has them all; Option.none at the end. */
+const pullCursor = (
+  cursor: RunEventCursor
+): Effect.Effect<Chunk.Chunk<RunEvent>, Option.Option<StorageError>> =>
+  Effect.suspend(() => {
+    const shared = cursor.takeShared()
+    if (shared !== null) return Effect.succeed(Chunk.unsafeFromArray(shared))
+    if (cursor.behind)
+      return Effect.mapBoth(cursor.readGap, { onFailure: Option.some, onSuccess: Chunk.unsafeFromArray })
+    if (cursor.ended) return Effect.fail(Option.none())
+    return Effect.flatMap(
+      Effect.async<StorageError | null>((resume) =>
+        Effect.sync(cursor.onChange((e) => resume(Effect.succeed(e))))
+      ),
+      (error) => (error === null ? pullCursor(cursor) : Effect.fail(Option.some(error)))
+    )
+  })
 
 export class RunEventReaders extends Context.Tag("@baton/core/RunEventReaders")<
   RunEventReaders,
@@ -148,45 +216,17 @@ export class RunEventReaders extends Context.Tag("@baton/core/RunEventReaders")<
       Effect.gen(function* () {
         const store = yield* RunStore
         const readers = yield* RcMap.make({ lookup: startReader })
+        const open = (runId: string, afterSeq: number) =>
+          Effect.map(RcMap.get(readers, runId), (tail) => new RunEventCursor(tail, store, runId, afterSeq))
         return {
+          open,
           follow: (runId, afterSeq) =>
             Stream.unwrapScoped(
-              Effect.map(RcMap.get(readers, runId), (tail) => {
-                let mine = afterSeq
-                const pull: Effect.Effect<
-                  Chunk.Chunk<RunEvent>,
-                  Option.Option<StorageError>
-                > = Effect.suspend(() => {
-                  if (mine < tail.last) {
-                    const windowStart = tail.last - tail.window.length + 1
-                    if (mine + 1 >= windowStart) {
-                      const events = tail.window.slice(mine + 1 - windowStart)
-                      mine = tail.last
-                      return Effect.succeed(Chunk.unsafeFromArray(events))
-                    }
-                    // Behind the window: this subscriber's gap comes from the store.
-                    return readContiguous(store, runId, mine, 1).pipe(
-                      Effect.mapError(Option.some),
-                      Effect.flatMap((events) => {
-                        if (events.length === 0) return awaitPulse
-                        mine = events.at(-1)!.seq
-                        return Effect.succeed(Chunk.unsafeFromArray(events))
-                      })
-                    )
-                  }
-                  return tail.ended ? Effect.fail(Option.none()) : awaitPulse
-                })
-                const awaitPulse: Effect.Effect<
-                  Chunk.Chunk<RunEvent>,
-                  Option.Option<StorageError>
-                > = Effect.suspend(() => Deferred.await(tail.pulse)).pipe(
-                  Effect.mapError(Option.some),
-                  Effect.zipRight(pull)
-                )
-                return Stream.repeatEffectChunkOption(pull).pipe(
+              Effect.map(open(runId, afterSeq), (cursor) =>
+                Stream.repeatEffectChunkOption(pullCursor(cursor)).pipe(
                   Stream.takeUntil((e) => isTerminalEventType(e.type))
                 )
-              })
+              )
             )
         }
       })
