@@ -2,14 +2,26 @@
  * One log reader per run per process, shared by every subscriber of that run
  * (SSE streams, in-process iterators). The first subscriber of a run starts a
  * reader — a feed subscription plus a store read after its last seq on every
- * hint or poll tick — and the last one leaving stops it (an `RcMap` entry).
+ * hint or poll tick — and the last one leaving stops it (reference counted).
  * The reader keeps the run's most recent events in a bounded window; each
  * subscriber pulls from that window at its own pace, so a hint costs one store
  * read however many subscribers there are, and a slow subscriber holds no
  * queue of its own. A subscriber behind the window (a late joiner, a resume by
  * Last-Event-ID, one that fell behind) reads that gap from the store itself.
  */
-import { Chunk, Context, Effect, Layer, Option, RcMap, Schedule, type Scope, Stream } from "effect"
+import {
+  Chunk,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  FiberId,
+  Layer,
+  Option,
+  Schedule,
+  Scope,
+  Stream
+} from "effect"
 import { EngineConfig } from "./EngineConfig.js"
 import { type StorageError, storageUnavailable } from "./Errors.js"
 import { EventFeed } from "./ports/EventFeed.js"
@@ -61,7 +73,7 @@ const readContiguous = (
     return out
   })
 
-/** Starts `runId`'s reader in the RcMap entry's scope: it stops when the entry is released. */
+/** Starts `runId`'s reader in the scope of its entry: it stops when the last subscriber leaves. */
 const startReader = (
   runId: string
 ): Effect.Effect<SharedTail, StorageError, RunStore | EventFeed | EngineConfig | Scope.Scope> =>
@@ -174,6 +186,14 @@ export class RunEventCursor {
   }
 }
 
+/** One run's reader and how many subscribers it has. */
+interface ReaderEntry {
+  refs: number
+  readonly tail: Deferred.Deferred<SharedTail, StorageError>
+  /** The reader's fiber and feed subscription live in it. */
+  readonly scope: Scope.CloseableScope
+}
+
 export interface RunEventReadersShape {
   /**
    * Joins (or starts) `runId`'s shared reader for the scope's life: a cursor
@@ -215,9 +235,54 @@ export class RunEventReaders extends Context.Tag("@baton/core/RunEventReaders")<
       RunEventReaders,
       Effect.gen(function* () {
         const store = yield* RunStore
-        const readers = yield* RcMap.make({ lookup: startReader })
+        const captured = yield* Effect.context<RunStore | EventFeed | EngineConfig>()
+        const entries = new Map<string, ReaderEntry>()
+        yield* Effect.addFinalizer(() =>
+          Effect.forEach(entries.values(), (entry) => Scope.close(entry.scope, Exit.void), { discard: true })
+        )
+        /**
+         * Joins `runId`'s entry, creating it and starting its reader when there
+         * is none. (Not `RcMap`: its `get` looks the key up before taking its
+         * lock, so concurrent first subscribers each started a reader.) The
+         * look-up and the insert happen in one synchronous step.
+         */
+        const join = (runId: string) =>
+          Effect.contextWithEffect((caller: Context.Context<never>) => {
+            const existing = entries.get(runId)
+            if (existing !== undefined) {
+              existing.refs++
+              return Effect.succeed(existing)
+            }
+            const entry: ReaderEntry = {
+              refs: 1,
+              tail: Deferred.unsafeMake<SharedTail, StorageError>(FiberId.none),
+              scope: Effect.runSync(Scope.make())
+            }
+            entries.set(runId, entry)
+            // The caller's services win, as a layer provided later would (a test's feed, say).
+            return startReader(runId).pipe(
+              Scope.extend(entry.scope),
+              Effect.provide(Context.merge(captured, caller)),
+              Effect.exit,
+              Effect.flatMap((exit) => Deferred.done(entry.tail, exit)),
+              // `join` runs as an acquire (uninterruptible); the reader must stay interruptible.
+              Effect.interruptible,
+              Effect.forkDaemon,
+              Effect.as(entry)
+            )
+          })
+        const leave = (runId: string, entry: ReaderEntry) =>
+          Effect.suspend(() => {
+            entry.refs--
+            if (entry.refs > 0) return Effect.void
+            if (entries.get(runId) === entry) entries.delete(runId)
+            return Scope.close(entry.scope, Exit.void)
+          })
         const open = (runId: string, afterSeq: number) =>
-          Effect.map(RcMap.get(readers, runId), (tail) => new RunEventCursor(tail, store, runId, afterSeq))
+          Effect.acquireRelease(join(runId), (entry) => leave(runId, entry)).pipe(
+            Effect.flatMap((entry) => Deferred.await(entry.tail)),
+            Effect.map((tail) => new RunEventCursor(tail, store, runId, afterSeq))
+          )
         return {
           open,
           follow: (runId, afterSeq) =>

@@ -10,6 +10,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber, Layer, Stream, TestClock } from "effect"
 import * as fc from "fast-check"
 import { ALL_SCOPES, type Principal } from "../src/ApiKey.js"
+import { createEngine } from "../src/Container.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig } from "../src/EngineConfig.js"
 import type { Run } from "../src/Run.js"
@@ -297,5 +298,82 @@ describe("RunEventReaders", () => {
       }),
       { numRuns: 40 }
     )
+  })
+})
+
+describe("engine.subscribe (the Promise API) over the shared reader", () => {
+  const eventually = async (check: () => boolean, what: string) => {
+    for (let i = 0; i < 200 && !check(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+    expect(check(), what).toBe(true)
+  }
+
+  it("gives iterators joining at different seqs gapless streams, one store read per hint, and releases the reader", async () => {
+    const inner = makeMemoryStore()
+    const counts = { reads: 0, feeds: 0 }
+    const store: MemoryStore = {
+      ...inner,
+      runStore: {
+        ...inner.runStore,
+        readEvents: (runId, after, limit) => {
+          counts.reads++
+          return inner.runStore.readEvents(runId, after, limit)
+        }
+      },
+      eventFeed: {
+        subscribe: (runId) =>
+          Effect.acquireRelease(
+            Effect.sync(() => counts.feeds++),
+            () => Effect.sync(() => counts.feeds--)
+          ).pipe(Effect.zipRight(inner.eventFeed.subscribe(runId)))
+      }
+    }
+    const engine = createEngine({
+      storage: memoryStorage(store),
+      config: { handlers: new Set(["default"]), feedPollIntervalMs: 60_000 }
+    })
+    try {
+      const { run, append, finish } = await engine.run(runInStep)
+      const readers = await Promise.all(
+        range(0, 29).map(async (i) => {
+          const afterSeq = i % 4
+          const seen: number[] = []
+          const events = await engine.subscribe(run.id, { afterSeq, principal: ACME })
+          const done = (async () => {
+            for await (const e of events) seen.push(e.seq)
+          })()
+          return { afterSeq, seen, done }
+        })
+      )
+      await eventually(() => readers.every((r) => r.seen.at(-1) === 3 || r.afterSeq === 3), "the backlog")
+      expect(counts.feeds).toBe(1)
+      const before = counts.reads
+      await engine.run(append(1))
+      await eventually(() => readers.every((r) => r.seen.at(-1) === 4), "the live event")
+      expect(counts.reads - before).toBe(1)
+      await engine.run(finish)
+      await Promise.all(readers.map((r) => r.done))
+      const last = (await engine.getRun(run.id, ACME)).last_seq
+      for (const r of readers) expect(r.seen).toEqual(range(r.afterSeq + 1, last))
+      await eventually(() => counts.feeds === 0, "the reader to stop")
+    } finally {
+      await engine.dispose()
+    }
+  })
+
+  it("lets go of the reader when every iterator returns early", async () => {
+    const engine = createEngine({ storage: memoryStorage(), config: { handlers: new Set(["default"]) } })
+    try {
+      const { run } = await engine.run(runInStep)
+      const iterators = await Promise.all(
+        range(1, 3).map(async () =>
+          (await engine.subscribe(run.id, { afterSeq: 3, principal: ACME }))[Symbol.asyncIterator]()
+        )
+      )
+      const pending = iterators.map((it) => it.next())
+      await Promise.all(iterators.map((it) => it.return?.()))
+      for (const p of pending) expect(await p).toEqual({ done: true, value: undefined })
+    } finally {
+      await engine.dispose()
+    }
   })
 })
