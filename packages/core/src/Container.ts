@@ -112,8 +112,9 @@ export class BatonEngine {
   }
   /**
    * The run's events after `afterSeq`, then live, ending after the terminal
-   * event. Ownership is checked before the first event; leaving the loop
-   * early releases the feed subscription.
+   * event. Ownership is checked before the first event; the events come
+   * from the run's reader shared by every subscriber in this process, and
+   * leaving the loop early leaves it (the last one out stops it).
    */
   async subscribe(
     runId: string,
