@@ -3,16 +3,17 @@
  * `createEngine`, which builds one Effect ManagedRuntime from what is
  * registered. Library code never touches tsyringe's global container.
  */
-import { Cause, type Effect, Exit, Layer, ManagedRuntime, Option, Schema, Stream } from "effect"
+import { Cause, Effect, Exit, Layer, ManagedRuntime, Option, Schema, Scope } from "effect"
 import type { DependencyContainer } from "tsyringe"
 import { ALL_SCOPES, type ApiKey, type Principal } from "./ApiKey.js"
 import * as Engine from "./Engine.js"
 import { DEFAULT_ENGINE_CONFIG, EngineConfig, type EngineConfigShape } from "./EngineConfig.js"
-import type { BatonError } from "./Errors.js"
+import type { BatonError, StorageError } from "./Errors.js"
 import { KeyCache } from "./KeyCache.js"
 import type { Run } from "./Run.js"
 import type { AnyHandler } from "./RunContext.js"
-import type { RunEvent } from "./RunEvent.js"
+import { isTerminalEventType, type RunEvent } from "./RunEvent.js"
+import { type RunEventCursor, RunEventReaders } from "./RunEventReaders.js"
 import type { StorageAdapter, StoragePorts } from "./Storage.js"
 import * as Worker from "./Worker.js"
 
@@ -43,7 +44,7 @@ export class InternalError extends Schema.TaggedError<InternalError>()("Internal
 /** The customer and scopes used when an embedder calls without a principal. */
 export const LOCAL_PRINCIPAL: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
-export type EngineServices = StoragePorts | EngineConfig | KeyCache
+export type EngineServices = StoragePorts | EngineConfig | KeyCache | RunEventReaders
 
 /**
  * An engine: the programs of `Engine.ts` bound to one runtime, as Promises.
@@ -112,18 +113,30 @@ export class BatonEngine {
   }
   /**
    * The run's events after `afterSeq`, then live, ending after the terminal
-   * event. Ownership is checked before the first event; leaving the loop
-   * early releases the feed subscription.
+   * event. Ownership is checked before the first event; the events come
+   * from the run's reader shared by every subscriber in this process, and
+   * leaving the loop early leaves it (the last one out stops it).
    */
   async subscribe(
     runId: string,
     options: { afterSeq?: number; principal?: Principal } = {}
   ): Promise<AsyncIterable<RunEvent>> {
-    const stream = await this.run(
-      Engine.subscribe(options.principal ?? LOCAL_PRINCIPAL, runId, options.afterSeq ?? 0)
+    const start = await this.run(
+      Engine.startSubscription(options.principal ?? LOCAL_PRINCIPAL, runId, options.afterSeq ?? 0)
     )
-    const events = Stream.toAsyncIterableRuntime(stream, await this.runtime.runtime())
-    return { [Symbol.asyncIterator]: () => closable(events[Symbol.asyncIterator]()) }
+    if (start === null) return { [Symbol.asyncIterator]: () => ({ next: async () => DONE }) }
+    const scope = await this.runtime.runPromise(Scope.make())
+    const cursor = await this.run(
+      Effect.flatMap(RunEventReaders, (readers) =>
+        Scope.extend(readers.open(start.runId, start.afterSeq), scope)
+      )
+    ).catch(async (error: unknown) => {
+      await this.runtime.runPromise(Scope.close(scope, Exit.void))
+      throw error
+    })
+    // Leaving never fails the consumer: a runtime already disposed has released the reader.
+    const leave = () => this.runtime.runPromise(Scope.close(scope, Exit.void)).catch(() => undefined)
+    return { [Symbol.asyncIterator]: () => cursorIterator(cursor, (gap) => this.run(gap), leave) }
   }
   issueKey(body: unknown, principal: Principal = LOCAL_PRINCIPAL): Promise<Engine.IssuedKey> {
     return this.run(Engine.issueKey(principal, body))
@@ -167,7 +180,7 @@ export class BatonEngine {
   }
 }
 
-/** The Layer an engine runs on: the adapter's ports, the config and the verified-key cache. */
+/** The Layer an engine runs on: the adapter's ports, the config, the verified-key cache, and the run readers shared by subscribers. */
 export const engineLayer = (options: EngineOptions): Layer.Layer<EngineServices, unknown> => {
   const handlers = options.handlers === undefined ? [] : Object.keys(options.handlers)
   const config = {
@@ -175,11 +188,15 @@ export const engineLayer = (options: EngineOptions): Layer.Layer<EngineServices,
     handlers: options.acceptAnyHandler === true ? null : new Set(handlers),
     ...options.config
   }
-  return Layer.mergeAll(
-    options.storage.layer,
-    Layer.succeed(EngineConfig, config),
-    // One per engine (per runtime): two engines in one process share nothing, like two processes.
-    KeyCache.layer(config.keyCacheTtlMs)
+  return RunEventReaders.layer.pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(
+        options.storage.layer,
+        Layer.succeed(EngineConfig, config),
+        // One per engine (per runtime): two engines in one process share nothing, like two processes.
+        KeyCache.layer(config.keyCacheTtlMs)
+      )
+    )
   )
 }
 
@@ -216,36 +233,67 @@ export const engineFromContainer = (container: DependencyContainer): BatonEngine
 const DONE = { done: true, value: undefined } as const
 
 /**
- * An iterator whose `return()` also settles every pending `next()` (as done),
- * and any later one: a consumer that stops while waiting for the next event
- * is never left hanging.
+ * A cursor of a run's shared reader as an async iterator: plain promises, no
+ * fiber per subscriber. It leaves the reader after the terminal event or on
+ * `return()`, which also settles a `next()` waiting for the next event (as
+ * done): a consumer that stops while waiting is never left hanging. One
+ * `next()` at a time, as `for await` calls it.
  */
-const closable = <A>(inner: AsyncIterator<A>): AsyncIterator<A> => {
-  let closed = false
-  const pending = new Set<(result: IteratorResult<A>) => void>()
+const cursorIterator = (
+  cursor: RunEventCursor,
+  readGap: (gap: Effect.Effect<ReadonlyArray<RunEvent>, StorageError>) => Promise<ReadonlyArray<RunEvent>>,
+  leave: () => Promise<void>
+): AsyncIterator<RunEvent> => {
+  let batch: ReadonlyArray<RunEvent> = []
+  let index = 0
+  let done = false
+  let stopWaiting: (() => void) | null = null
+  const finish = async () => {
+    if (done) return
+    done = true
+    stopWaiting?.()
+    await leave()
+  }
   return {
-    next: () =>
-      closed
-        ? Promise.resolve(DONE)
-        : new Promise<IteratorResult<A>>((resolve, reject) => {
-            pending.add(resolve)
-            inner.next().then(
-              (result) => {
-                pending.delete(resolve)
-                resolve(closed ? DONE : result)
-              },
-              (error: unknown) => {
-                pending.delete(resolve)
-                if (closed) resolve(DONE)
-                else reject(error)
-              }
-            )
-          }),
+    next: async () => {
+      for (;;) {
+        if (done) return DONE
+        if (index < batch.length) {
+          const event = batch[index++]!
+          if (isTerminalEventType(event.type)) void finish()
+          return { done: false, value: event }
+        }
+        index = 0
+        batch = cursor.takeShared() ?? []
+        if (batch.length > 0) continue
+        if (cursor.behind) {
+          batch = await readGap(cursor.readGap).catch(async (error: unknown) => {
+            await finish()
+            throw error
+          })
+          continue
+        }
+        if (cursor.ended) {
+          await finish()
+          return DONE
+        }
+        // Waits for the reader; `finish` stops the wait at once.
+        const error = await new Promise<StorageError | null>((resolve) => {
+          const cancel = cursor.onChange(resolve)
+          stopWaiting = () => {
+            cancel()
+            resolve(null)
+          }
+        })
+        stopWaiting = null
+        if (error !== null) {
+          await finish()
+          throw error
+        }
+      }
+    },
     return: async () => {
-      closed = true
-      for (const resolve of pending) resolve(DONE)
-      pending.clear()
-      await inner.return?.()?.catch(() => undefined)
+      await finish()
       return DONE
     }
   }

@@ -3,7 +3,7 @@
  * Baton. Each program names the ports it needs in its `R` type; none reads a
  * wall clock (Clock service) or a global.
  */
-import { Chunk, Clock, Data, Effect, Either, Option, Schedule, Schema, Stream } from "effect"
+import { Clock, Data, Effect, Either, Option, Schema, Stream } from "effect"
 import {
   ALL_SCOPES,
   type ApiKey,
@@ -40,7 +40,6 @@ import { decodeInput } from "./internal/validate.js"
 import { JsonValue } from "./Json.js"
 import { KeyCache } from "./KeyCache.js"
 import { LimitsInput, resolveLimits } from "./Limits.js"
-import { EventFeed } from "./ports/EventFeed.js"
 import { KeyStore } from "./ports/KeyStore.js"
 import { type ListCursor, RunStore } from "./ports/RunStore.js"
 import {
@@ -53,7 +52,8 @@ import {
   RunStatus,
   toPublicRun
 } from "./Run.js"
-import { isTerminalEventType, type RunEvent, toRunEvent } from "./RunEvent.js"
+import { type RunEvent, toRunEvent } from "./RunEvent.js"
+import { RunEventReaders } from "./RunEventReaders.js"
 import * as RunState from "./RunState.js"
 import { SignalRequest, validateSignalInput } from "./Signal.js"
 
@@ -304,19 +304,22 @@ export const readEvents = (
     }
   })
 
-const STREAM_PAGE = 500
+export interface SubscriptionStart {
+  readonly runId: string
+  readonly afterSeq: number
+}
 
 /**
- * The run's events after `afterSeq`, then live ones, ending after the terminal
- * event. The feed subscription is made before the first read, and every wake
- * (hint or poll tick) re-reads after the last seq emitted: no gap, no repeat.
+ * The checks before a subscription's first event (scope, after_seq,
+ * ownership): where it starts, or null when there is nothing to stream (a
+ * finished run read to its end).
  */
-export const subscribe = (
+export const startSubscription = (
   principal: Principal,
   runId: string,
   afterSeq = 0
 ): Effect.Effect<
-  Stream.Stream<RunEvent, StorageError, RunStore | EventFeed | EngineConfig>,
+  SubscriptionStart | null,
   ValidationError | RunNotFound | AuthError | StorageError,
   RunStore
 > =>
@@ -327,47 +330,35 @@ export const subscribe = (
         validationError([{ path: "after_seq", message: "is a non-negative integer" }])
       )
     const run = yield* loadOwnRun(principal, runId)
-    if (isTerminal(run.status) && afterSeq >= run.last_seq) return Stream.empty
+    if (isTerminal(run.status) && afterSeq >= run.last_seq) return null
     // Past the last event of a live run nothing could ever be emitted contiguously: it would never end.
     if (afterSeq > run.last_seq)
       return yield* Effect.fail(
         validationError([{ path: "after_seq", message: `is past the run's last event (${run.last_seq})` }])
       )
-    return Stream.unwrapScoped(
-      Effect.gen(function* () {
-        const store = yield* RunStore
-        const feed = yield* EventFeed
-        const config = yield* EngineConfig
-        const hints = yield* feed.subscribe(run.id)
-        let last = afterSeq
-        const readNew: Effect.Effect<Chunk.Chunk<RunEvent>, StorageError> = Effect.gen(function* () {
-          const out: RunEvent[] = []
-          for (;;) {
-            const rows = yield* store.readEvents(run.id, last, STREAM_PAGE)
-            for (const row of rows) {
-              // Never emit past a seq we have not reached contiguously.
-              if (row.seq !== last + 1) return Chunk.unsafeFromArray(out)
-              last = row.seq
-              out.push(toRunEvent(row))
-            }
-            if (rows.length < STREAM_PAGE) return Chunk.unsafeFromArray(out)
-          }
-        })
-        const wakes = Stream.concat(
-          Stream.make(undefined),
-          Stream.merge(
-            hints.pipe(Stream.filter((seq) => seq > last)),
-            // The first poll comes one interval after the first read, not with it.
-            Stream.fromSchedule(Schedule.spaced(`${config.feedPollIntervalMs} millis`))
-          )
-        )
-        return wakes.pipe(
-          Stream.mapChunksEffect(() => readNew),
-          Stream.takeUntil((e) => isTerminalEventType(e.type))
-        )
-      })
-    )
+    return { runId: run.id, afterSeq }
   })
+
+/**
+ * The run's events after `afterSeq`, then live ones, ending after the terminal
+ * event. Every subscriber of a run in this process shares one log reader
+ * (RunEventReaders): no gap, no repeat, one store read per hint however many
+ * subscribe.
+ */
+export const subscribe = (
+  principal: Principal,
+  runId: string,
+  afterSeq = 0
+): Effect.Effect<
+  Stream.Stream<RunEvent, StorageError, RunEventReaders>,
+  ValidationError | RunNotFound | AuthError | StorageError,
+  RunStore
+> =>
+  Effect.map(startSubscription(principal, runId, afterSeq), (start) =>
+    start === null
+      ? Stream.empty
+      : Stream.unwrap(Effect.map(RunEventReaders, (readers) => readers.follow(start.runId, start.afterSeq)))
+  )
 
 // ---------------------------------------------------------------------------
 // write: apply a command with compare-and-append

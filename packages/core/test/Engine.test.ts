@@ -13,6 +13,7 @@ import { KeyCache } from "../src/KeyCache.js"
 import { EventFeed } from "../src/ports/EventFeed.js"
 import { REDACTED } from "../src/Redaction.js"
 import type { Run } from "../src/Run.js"
+import { RunEventReaders } from "../src/RunEventReaders.js"
 import * as RunState from "../src/RunState.js"
 
 const { RunCommand } = RunState
@@ -23,10 +24,14 @@ const GLOBEX: Principal = { customerId: "globex", keyId: null, scopes: ALL_SCOPE
 const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
 const testLayer = (config: Partial<EngineConfigShape> = {}) =>
-  Layer.mergeAll(
-    memoryStorage().layer,
-    EngineConfig.layer({ handlers: new Set(["default"]), ...config }),
-    KeyCache.layer(config.keyCacheTtlMs)
+  RunEventReaders.layer.pipe(
+    Layer.provideMerge(
+      Layer.mergeAll(
+        memoryStorage().layer,
+        EngineConfig.layer({ handlers: new Set(["default"]), ...config }),
+        KeyCache.layer(config.keyCacheTtlMs)
+      )
+    )
   )
 
 /** Runs `self` on a fresh store. */

@@ -11,6 +11,7 @@ import type { EngineServices } from "../src/Container.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig } from "../src/EngineConfig.js"
 import { KeyCache } from "../src/KeyCache.js"
+import { RunEventReaders } from "../src/RunEventReaders.js"
 
 const OPERATOR: Principal = { customerId: "default", keyId: null, scopes: ALL_SCOPES }
 
@@ -45,7 +46,9 @@ const MALFORMED = ["", "nope", "run_", `run_${"A".repeat(27)}`, "run_01ARZ3NDEKT
 describe("malformed ids", () => {
   it.effect("are RUN_NOT_FOUND / KEY_NOT_FOUND without a single storage call", () => {
     const { store, calls } = spied(makeMemoryStore())
-    const layer = Layer.mergeAll(memoryStorage(store).layer, EngineConfig.layer(), KeyCache.layer())
+    const layer = RunEventReaders.layer.pipe(
+      Layer.provideMerge(Layer.mergeAll(memoryStorage(store).layer, EngineConfig.layer(), KeyCache.layer()))
+    )
     return Effect.gen(function* () {
       for (const id of MALFORMED) {
         const programs: ReadonlyArray<

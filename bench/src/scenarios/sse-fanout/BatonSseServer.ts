@@ -44,7 +44,8 @@ const worker = await baton.engine.startWorker({ concurrency: 1 })
 const created = await baton.engine.createRun({ handler: "stream", input: null })
 if (created._tag !== "Created") throw new Error("the run was not created")
 await started
-const roundTrips = startCounting("pg")
+// Counted from the first event: the subscriptions' own statements (auth, ownership) are not per event.
+let roundTrips = startCounting("pg")
 
 onParentMessage((message) => {
   switch (message.type) {
@@ -52,6 +53,7 @@ onParentMessage((message) => {
       toParent(memoryReport())
       return
     case "emit": {
+      roundTrips = startCounting("pg")
       let left = message.count
       const tick = () => {
         progress?.(String(wallClockMs()))

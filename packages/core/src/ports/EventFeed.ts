@@ -33,7 +33,8 @@ export interface HintHub {
 }
 
 interface Listener {
-  readonly offer: (seq: number) => void
+  /** Wakes the subscriber; it then reads `delivered`. */
+  readonly offer: () => void
   /** The newest seq handed over. */
   delivered: number
 }
@@ -43,11 +44,13 @@ export const makeHintHub = (): HintHub => {
   return {
     subscribe: (runId) =>
       Effect.gen(function* () {
-        // Only the newest hint matters: a sliding queue of one never grows.
-        const queue = yield* Queue.sliding<number>(1)
+        // Only the newest hint matters: the queue holds one pending wake, and a wake
+        // reads the newest seq delivered. (`unsafeOffer` ignores a sliding strategy:
+        // a full sliding queue would drop the newer hint, not the older.)
+        const wakes = yield* Queue.dropping<void>(1)
         const listener: Listener = {
-          offer: (seq) => {
-            Queue.unsafeOffer(queue, seq)
+          offer: () => {
+            Queue.unsafeOffer(wakes, undefined)
           },
           delivered: 0
         }
@@ -64,13 +67,13 @@ export const makeHintHub = (): HintHub => {
               if (set?.size === 0) listeners.delete(runId)
             })
         )
-        return Stream.fromQueue(queue)
+        return Stream.fromQueue(wakes).pipe(Stream.map(() => listener.delivered))
       }),
     publish: (runId, seq) => {
       for (const listener of listeners.get(runId) ?? [])
         if (seq > listener.delivered) {
           listener.delivered = seq
-          listener.offer(seq)
+          listener.offer()
         }
     },
     runIds: () => [...listeners.keys()]

@@ -26,8 +26,29 @@ export interface SseOptions {
   readonly stallMs?: number
 }
 
-const frame = (event: RunEvent): string =>
-  `id: ${event.seq}\nevent: run_event\ndata: ${JSON.stringify(event)}\n\n`
+interface Frame {
+  readonly text: string
+  readonly bytes: number
+}
+
+/**
+ * An event's frame. Subscribers of one run share the event objects of the
+ * engine's shared reader, so one frame (one JSON.stringify, one string) serves
+ * them all; a weak map lets it go with the event.
+ */
+const frames = new WeakMap<RunEvent, Frame>()
+const frameOf = (event: RunEvent): Frame => {
+  let frame = frames.get(event)
+  if (frame === undefined) {
+    const text = `id: ${event.seq}\nevent: run_event\ndata: ${JSON.stringify(event)}\n\n`
+    frame = { text, bytes: Buffer.byteLength(text) }
+    frames.set(event, frame)
+  }
+  return frame
+}
+const PING: Frame = { text: ": ping\n\n", bytes: 8 }
+/** Queued by the reader when it is done: the writer stops after what precedes it. */
+const DONE: Frame = { text: "", bytes: 0 }
 
 /** Where to start: Last-Event-ID wins over after_seq; both must be non-negative integers. */
 const startSeq = (c: Context<ApiEnv>): number => {
@@ -59,40 +80,41 @@ export const streamRunEvents = async (
 
   return stream(c, async (out) => {
     const iterator = events[Symbol.asyncIterator]()
-    const queue: string[] = []
+    const queue: Frame[] = []
     let queuedBytes = 0
     let finished = false
-    let stopReader: () => void = () => {}
-    // Resolves when the stream ends, so a reader parked on next() lets go at once.
-    const stopped = new Promise<"stopped">((resolve) => {
-      stopReader = () => resolve("stopped")
-    })
     let wakeWriter: (() => void) | null = null
     const wake = () => {
       const w = wakeWriter
       wakeWriter = null
       w?.()
     }
+    // Set while the reader waits for room in the queue; called when a frame was written or the stream ends.
+    let drained: (() => void) | null = null
+    const signalDrained = () => {
+      const d = drained
+      drained = null
+      d?.()
+    }
     const end = () => {
       if (finished) return
       finished = true
       wake()
-      stopReader()
-      // Ends the engine subscription (feed listener, poll timer) at once.
+      signalDrained()
+      // Leaves the engine subscription at once; a reader parked on next() gets `done`.
       iterator.return?.().catch(() => undefined)
     }
-    const enqueue = (chunk: string) => {
+    const enqueue = (frame: Frame) => {
       if (finished) return
-      queue.push(chunk)
-      queuedBytes += Buffer.byteLength(chunk)
+      queue.push(frame)
+      queuedBytes += frame.bytes
       wake()
     }
     out.onAbort(end)
 
     // Pings only keep an idle line alive; a backed-up one needs none.
-    const heartbeat = setInterval(() => queue.length === 0 && enqueue(": ping\n\n"), heartbeatMs)
+    const heartbeat = setInterval(() => queue.length === 0 && enqueue(PING), heartbeatMs)
     let lastWriteAt = Date.now()
-    let drained: (() => void) | null = null
     /**
      * Reading from the log waits while the queue is full, so memory stays
      * bounded; a reader that drains nothing for `stallMs` meanwhile is let go
@@ -104,7 +126,8 @@ export const streamRunEvents = async (
           drained = resolve
         })
         let timer: NodeJS.Timeout | undefined
-        await Promise.race([waited, stopped, new Promise((r) => (timer = setTimeout(r, stallMs)))])
+        // `end()` settles `waited` too, so nothing outlives this wait.
+        await Promise.race([waited, new Promise((r) => (timer = setTimeout(r, stallMs)))])
         clearTimeout(timer)
         if (queuedBytes >= bufferLimit && Date.now() - lastWriteAt >= stallMs) {
           queue.length = 0
@@ -119,16 +142,17 @@ export const streamRunEvents = async (
       try {
         for (;;) {
           if (!(await roomInQueue())) break
-          const next = await Promise.race([iterator.next(), stopped])
-          if (next === "stopped" || next.done || finished) break
-          enqueue(frame(next.value))
+          // `end()` returns the iterator, which settles a pending next() as done.
+          const next = await iterator.next()
+          if (next.done || finished) break
+          enqueue(frameOf(next.value))
           if (isTerminalEventType(next.value.type)) break
         }
       } catch {
         // A storage failure mid-stream: end it; the client resumes by id.
       }
       // Let the writer drain what is queued, then stop.
-      if (!finished) queue.push("")
+      if (!finished) queue.push(DONE)
       wake()
     })()
 
@@ -142,15 +166,12 @@ export const streamRunEvents = async (
           })
           continue
         }
-        const chunk = queue.shift()!
-        if (chunk === "") break // the reader is done: everything before it was written
-        await out.write(chunk)
-        queuedBytes -= Buffer.byteLength(chunk)
+        const frame = queue.shift()!
+        if (frame === DONE) break // the reader is done: everything before it was written
+        await out.write(frame.text)
+        queuedBytes -= frame.bytes
         lastWriteAt = Date.now()
-        // Set by the reader while it waits for room (TypeScript cannot see that write).
-        const d = drained as (() => void) | null
-        drained = null
-        d?.()
+        signalDrained()
       }
     } catch {
       // The client went away mid-write.
