@@ -10,6 +10,7 @@ import { ALL_SCOPES, type Principal } from "../src/ApiKey.js"
 import type { EngineServices } from "../src/Container.js"
 import * as Engine from "../src/Engine.js"
 import { EngineConfig } from "../src/EngineConfig.js"
+import { MAX_DETAIL_CHARS, MAX_DETAILS } from "../src/internal/validate.js"
 import { KeyCache } from "../src/KeyCache.js"
 import { RunEventReaders } from "../src/RunEventReaders.js"
 
@@ -91,6 +92,27 @@ describe("deep input", () => {
       ]
       for (const failure of failures)
         expect(failure).toMatchObject({ _tag: "ValidationError", reason_code: "VALIDATION_FAILED" })
+    }).pipe(Effect.provide(layer))
+  )
+})
+
+describe("validation details", () => {
+  const layer = Layer.mergeAll(memoryStorage().layer, EngineConfig.layer(), KeyCache.layer())
+
+  it.effect("quote a bounded slice of the offending value and list a bounded number of problems", () =>
+    Effect.gen(function* () {
+      const huge = "x".repeat(500_000)
+      const tooMany = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`k${i}`, huge]))
+      const failure = yield* Effect.flip(Engine.issueKey(OPERATOR, { scopes: ["runs:read"], ...tooMany }))
+      expect(failure).toMatchObject({ reason_code: "VALIDATION_FAILED" })
+      const details = "details" in failure ? (failure.details ?? []) : []
+      expect(details.length).toBeGreaterThan(0)
+      expect(details.length).toBeLessThanOrEqual(MAX_DETAILS)
+      for (const detail of details) expect(detail.message.length).toBeLessThanOrEqual(MAX_DETAIL_CHARS)
+      const named = yield* Effect.flip(Engine.issueKey(OPERATOR, { scopes: ["runs:read"], name: { huge } }))
+      const [only] = "details" in named ? (named.details ?? []) : []
+      expect(only?.message.length).toBeLessThanOrEqual(MAX_DETAIL_CHARS)
+      expect(only?.message.endsWith("…")).toBe(true)
     }).pipe(Effect.provide(layer))
   )
 })

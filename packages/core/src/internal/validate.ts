@@ -17,8 +17,19 @@ export const decodeInput =
           (error) => validationError(toDetails(error))
         )
 
+/** At most this many problems are listed, each message at most MAX_DETAIL_CHARS long. */
+export const MAX_DETAILS = 20
+export const MAX_DETAIL_CHARS = 300
+
+// Schema messages quote the offending value ("actual …"): a megabyte of it must not come back in the
+// answer (or reach a proxy's log) once per problem.
+const bounded = (text: string): string =>
+  text.length <= MAX_DETAIL_CHARS ? text : `${text.slice(0, MAX_DETAIL_CHARS - 1)}…`
+
 const toDetails = (error: ParseResult.ParseError): ReadonlyArray<ErrorDetail> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => ({
-    path: issue.path.length === 0 ? "(body)" : issue.path.map(String).join("."),
-    message: issue.message
-  }))
+  ParseResult.ArrayFormatter.formatErrorSync(error)
+    .slice(0, MAX_DETAILS)
+    .map((issue) => ({
+      path: bounded(issue.path.length === 0 ? "(body)" : issue.path.map(String).join(".")),
+      message: bounded(issue.message)
+    }))
