@@ -11,7 +11,7 @@ import * as Engine from "./Engine.js"
 import type { EngineConfig } from "./EngineConfig.js"
 import { type ErrorDetail, type ValidationError, validationError } from "./Errors.js"
 import { Execution, type ExecutionSettings, type RetryPolicy } from "./internal/Execution.js"
-import { replayOf } from "./internal/Replay.js"
+import { EMPTY_REPLAY, isFreshClaim, type Replay, replayOf } from "./internal/Replay.js"
 import type { EventFeed } from "./ports/EventFeed.js"
 import type { KeyStore } from "./ports/KeyStore.js"
 import { RunStore } from "./ports/RunStore.js"
@@ -163,10 +163,10 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
       wake()
     }
 
-    const launch = (run: RecordWithLease, log: ReadonlyArray<EventRow>) => {
+    const launch = (run: RecordWithLease, replay: Replay) => {
       const handler = handlers[run.handler] as Handler | undefined
       if (handler === undefined) return
-      const execution = new Execution(run, replayOf(log), handler, runtime, settings)
+      const execution = new Execution(run, replay, handler, runtime, settings)
       executions.add(execution)
       void execution.start().finally(() => {
         executions.delete(execution)
@@ -184,8 +184,9 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
           unlaunched.push(...(claimed.slice(i) as ReadonlyArray<RecordWithLease>))
           return claimed.length
         }
-        const log = yield* readLog(run.id)
-        launch(run as RecordWithLease, log)
+        // A first attempt's log is known from the claim: one read per run saved.
+        const replay = isFreshClaim(run) ? EMPTY_REPLAY : replayOf(yield* readLog(run.id))
+        launch(run as RecordWithLease, replay)
       }
       return claimed.length
     }).pipe(Effect.catchAll(() => Effect.succeed(CLAIM_FAILED)))

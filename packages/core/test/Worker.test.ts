@@ -135,6 +135,49 @@ describe("worker", () => {
   })
 })
 
+describe("worker reads", () => {
+  it("starts a first attempt without reading its log, and replays a resumed run from its log", async () => {
+    const storage = memoryStorage()
+    const reads: string[] = []
+    const { runStore } = storage.store
+    const counted = {
+      ...storage,
+      layer: memoryStorage({
+        ...storage.store,
+        runStore: {
+          ...runStore,
+          readEvents: (runId, after, limit) => {
+            reads.push(runId)
+            return runStore.readEvents(runId, after, limit)
+          }
+        }
+      }).layer
+    }
+    const calls: string[] = []
+    const engine = createEngine({
+      storage: counted,
+      handlers: {
+        default: async (run) => {
+          await run.step("before", () => void calls.push("before"))
+          const decision = await run.awaitInput({ prompt: "ok?", actions: ["approve"] })
+          return decision.action
+        }
+      }
+    })
+    engines.push(engine)
+    await engine.startWorker({ pollIntervalMs: 5 })
+    const id = await createdId(engine, { input: null })
+    await until(engine, id, (s) => s === "awaiting_input")
+    expect(reads).toEqual([])
+    await engine.signalRun(id, { action: "approve" })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toBe("approve")
+    // The second execution read the log: the finished step was replayed, not run again.
+    expect(reads).toContain(id)
+    expect(calls).toEqual(["before"])
+  })
+})
+
 describe("worker against a store that is away", () => {
   it("backs off its claims while they fail, and claims again once the store answers", async () => {
     const storage = memoryStorage()
