@@ -52,7 +52,7 @@ import {
   RunStatus,
   toPublicRun
 } from "./Run.js"
-import { type RunEvent, toRunEvent } from "./RunEvent.js"
+import { type EventRow, type RunEvent, toRunEvent } from "./RunEvent.js"
 import { RunEventReaders } from "./RunEventReaders.js"
 import * as RunState from "./RunState.js"
 import { SignalRequest, validateSignalInput } from "./Signal.js"
@@ -378,6 +378,25 @@ export const applyCommand = (
   command: RunState.RunCommand,
   options: { readonly leaseToken?: string | null; readonly initial?: RunRecord } = {}
 ): Effect.Effect<Applied, RunNotFound | TransitionRejected | StorageError, RunStore | EngineConfig> =>
+  applyCommands(runId, [command], options)
+
+/**
+ * Several commands as ONE append: each is decided on the run as the ones before
+ * it left it, their events are written together (seqs in order) under one
+ * version bump. Decided no further once the run stops running (it ended or was
+ * suspended: what follows is moot). A command refused after the first is
+ * refused after the commands before it are written, as separate writes would
+ * be; a refused command that `skipRejected` names is left out instead.
+ */
+export const applyCommands = (
+  runId: string,
+  commands: ReadonlyArray<RunState.RunCommand>,
+  options: {
+    readonly leaseToken?: string | null
+    readonly initial?: RunRecord
+    readonly skipRejected?: (command: RunState.RunCommand) => boolean
+  } = {}
+): Effect.Effect<Applied, RunNotFound | TransitionRejected | StorageError, RunStore | EngineConfig> =>
   Effect.gen(function* () {
     const store = yield* RunStore
     const config = yield* EngineConfig
@@ -385,21 +404,51 @@ export const applyCommand = (
     for (let attempt = 0; attempt < config.maxAppendAttempts; attempt++) {
       if (current === null) return yield* Effect.fail(runNotFound())
       const now = yield* Clock.currentTimeMillis
-      const decided = RunState.transition(current, command, { now, redaction: config.redaction })
-      if (Either.isLeft(decided)) return yield* Effect.fail(decided.left)
-      const decision = decided.right
-      if (decision._tag === "NoChange") return { decision, run: current }
+      const ctx = { now, redaction: config.redaction }
+      let run = current
+      const events: EventRow[] = []
+      let rejected: TransitionRejected | null = null
+      for (const command of commands) {
+        const decided = RunState.transition(run, command, ctx)
+        if (Either.isLeft(decided)) {
+          if (options.skipRejected?.(command) === true) continue
+          rejected = decided.left
+          break
+        }
+        if (decided.right._tag === "NoChange") continue
+        run = decided.right.next
+        events.push(...decided.right.events)
+        if (run.status !== "running") break
+      }
+      if (events.length === 0) {
+        if (rejected !== null) return yield* Effect.fail(rejected)
+        return { decision: { _tag: "NoChange", run: current }, run: current }
+      }
+      const next: RunRecord = { ...run, version: current.version + 1 }
+      const patch = RunState.patchBetween(current, next)
       const result = yield* store.append(
         runId,
         { version: current.version, leaseToken: options.leaseToken ?? null },
-        decision.events,
-        decision.patch
+        events,
+        patch
       )
-      if (result._tag === "Appended") return { decision, run: decision.next }
+      if (result._tag === "Appended") {
+        if (rejected !== null) return yield* Effect.fail(rejected)
+        return { decision: { _tag: "Transition", events, patch, next }, run: next }
+      }
       current = yield* store.get(runId)
     }
     return yield* Effect.fail(storageUnavailable("The run is changing too fast; try again.", 100))
   })
+
+/** What `command` would do to `run` now, without writing it (a worker's preview of its own write). */
+export const decideCommand = (
+  run: RunRecord,
+  command: RunState.RunCommand
+): Effect.Effect<Either.Either<RunState.Decision, TransitionRejected>, never, EngineConfig> =>
+  Effect.map(Effect.zip(EngineConfig, Clock.currentTimeMillis), ([config, now]) =>
+    RunState.transition(run, command, { now, redaction: config.redaction })
+  )
 
 const toApiConflict = (e: TransitionRejected): RunConflict | Unprocessable | TransitionRejected => {
   switch (e.reason_code) {

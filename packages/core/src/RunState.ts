@@ -656,9 +656,14 @@ const applyPlan = (run: RunRecord, p: Plan, now: number): Decision => {
   else if (run.status !== "queued") next = { ...next, available_at: now }
   if (p.lease !== undefined) next = { ...next, ...p.lease }
   next = { ...next, version: run.version + 1 }
+  return { _tag: "Transition", events, patch: patchBetween(run, next), next }
+}
+
+/** The fields a write must set to turn the stored `before` into `after`. */
+export const patchBetween = (before: RunRecord, after: RunRecord): RunPatch => {
   const patch: Record<string, unknown> = {}
-  for (const key of PATCHABLE) if (next[key] !== run[key]) patch[key] = next[key]
-  return { _tag: "Transition", events, patch: patch as RunPatch, next }
+  for (const key of PATCHABLE) if (after[key] !== before[key]) patch[key] = after[key]
+  return patch as RunPatch
 }
 
 const COMMAND_TAGS: ReadonlySet<string> = new Set<RunCommand["_tag"]>([

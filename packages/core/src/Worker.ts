@@ -11,7 +11,7 @@ import * as Engine from "./Engine.js"
 import type { EngineConfig } from "./EngineConfig.js"
 import { type ErrorDetail, type ValidationError, validationError } from "./Errors.js"
 import { Execution, type ExecutionSettings, type RetryPolicy } from "./internal/Execution.js"
-import { replayOf } from "./internal/Replay.js"
+import { EMPTY_REPLAY, isFreshClaim, type Replay, replayOf } from "./internal/Replay.js"
 import type { EventFeed } from "./ports/EventFeed.js"
 import type { KeyStore } from "./ports/KeyStore.js"
 import { RunStore } from "./ports/RunStore.js"
@@ -60,6 +60,8 @@ export interface WorkerHandle {
 }
 
 const CLAIM_FAILED = -1
+/** Claims a worker runs at once; each takes all the slots free when it starts. */
+const MAX_CLAIMS_IN_FLIGHT = 2
 /** The longest pause between claims while the store keeps failing them. */
 const MAX_CLAIM_BACKOFF_MS = 5000
 
@@ -153,20 +155,34 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
     const executions = new Set<Execution>()
     let stopping = false
     const unlaunched: RecordWithLease[] = []
-    // Resolved when a slot frees up, so the claim loop does not wait a full poll.
-    let wake: () => void = () => {}
-    // Set by a wake-up that came while no idle was waiting (mid-claim): the loop claims again at once
-    // instead of sleeping a whole poll on a claim that ran before the new run existed.
-    let woken = false
+    // Set by a wake that came while the loop was not idle: its next idle returns at once.
+    let wakePending = false
+    const parked = () => {
+      wakePending = true
+    }
+    // Ends the claim loop's idle wait early (a slot freed, a claim finished, the worker stops).
+    let wake: () => void = parked
+    // Counts nudges: a claim that found nothing does not hold off the next one when a nudge came
+    // while it ran (the new run may have been created after its SELECT).
+    let nudges = 0
+    // No claim starts before this time (the poll after an empty claim, back-off after failures)
+    // unless a nudge clears it.
+    let holdUntil = 0
     const nudge = () => {
-      woken = true
+      nudges++
+      holdUntil = 0
       wake()
     }
+    // Claims in flight and the slots they may fill: a slot that frees mid-claim is claimed for at
+    // once by another claim instead of waiting for the whole cycle.
+    let claiming = 0
+    let reserved = 0
+    let failures = 0
 
-    const launch = (run: RecordWithLease, log: ReadonlyArray<EventRow>) => {
+    const launch = (run: RecordWithLease, replay: Replay) => {
       const handler = handlers[run.handler] as Handler | undefined
       if (handler === undefined) return
-      const execution = new Execution(run, replayOf(log), handler, runtime, settings)
+      const execution = new Execution(run, replay, handler, runtime, settings)
       executions.add(execution)
       void execution.start().finally(() => {
         executions.delete(execution)
@@ -174,47 +190,82 @@ export const startWorker = (options: WorkerOptions): Effect.Effect<WorkerHandle,
       })
     }
 
-    const claimOnce = Effect.gen(function* () {
-      const free = concurrency - executions.size
-      if (free <= 0 || stopping) return 0
-      const claimed = yield* Engine.claimRuns(workerId, { leaseMs, max: free, handlers: names })
-      for (const [i, run] of claimed.entries()) {
-        if (stopping) {
-          // Claimed as the worker began to stop: handed back by stop(), not run.
-          unlaunched.push(...(claimed.slice(i) as ReadonlyArray<RecordWithLease>))
-          return claimed.length
+    const claimFor = (free: number) =>
+      Effect.gen(function* () {
+        const claimed = yield* Engine.claimRuns(workerId, { leaseMs, max: free, handlers: names })
+        for (const [i, run] of claimed.entries()) {
+          if (stopping) {
+            // Claimed as the worker began to stop: handed back by stop(), not run.
+            unlaunched.push(...(claimed.slice(i) as ReadonlyArray<RecordWithLease>))
+            return claimed.length
+          }
+          // A first attempt's log is known from the claim: one read per run saved.
+          const replay = isFreshClaim(run) ? EMPTY_REPLAY : replayOf(yield* readLog(run.id))
+          launch(run as RecordWithLease, replay)
         }
-        const log = yield* readLog(run.id)
-        launch(run as RecordWithLease, log)
-      }
-      return claimed.length
-    }).pipe(Effect.catchAll(() => Effect.succeed(CLAIM_FAILED)))
+        return claimed.length
+      }).pipe(Effect.catchAll(() => Effect.succeed(CLAIM_FAILED)))
+
+    /** One claim for `free` slots, run beside the loop; when it ends it sets when the next may start. */
+    const claimInBackground = (free: number) => {
+      const nudgesBefore = nudges
+      claiming++
+      reserved += free
+      return claimFor(free).pipe(
+        Effect.tap((claimed) =>
+          Effect.sync(() => {
+            claiming--
+            reserved -= free
+            if (claimed === CLAIM_FAILED) {
+              // A store that is away is asked less and less often, not every poll.
+              failures++
+              holdUntil = Date.now() + Math.min(MAX_CLAIM_BACKOFF_MS, pollIntervalMs * 2 ** failures)
+            } else {
+              failures = 0
+              if (claimed === 0 && nudges === nudgesBefore) holdUntil = Date.now() + pollIntervalMs
+            }
+            wake()
+          })
+        ),
+        Effect.fork
+      )
+    }
 
     const idleFor = (ms: number) =>
       Effect.async<void>((resume) => {
-        const timer = setTimeout(() => resume(Effect.void), ms)
-        wake = () => {
+        if (wakePending) {
+          wakePending = false
+          resume(Effect.void)
+          return
+        }
+        const end = () => {
           clearTimeout(timer)
+          wake = parked
           resume(Effect.void)
         }
-        return Effect.sync(() => clearTimeout(timer))
+        const timer = setTimeout(end, ms)
+        wake = end
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          wake = parked
+        })
       })
 
     const claimLoop = Effect.gen(function* () {
-      // Consecutive failed claims: a store that is away is asked less and less often, not every poll.
-      let failures = 0
+      const inFlight = new Set<Fiber.RuntimeFiber<number>>()
       while (!stopping) {
-        woken = false
-        const claimed = yield* claimOnce
-        if (claimed === CLAIM_FAILED) {
-          failures++
-          yield* idleFor(Math.min(MAX_CLAIM_BACKOFF_MS, pollIntervalMs * 2 ** failures))
+        const free = concurrency - executions.size - reserved
+        const wait = holdUntil - Date.now()
+        if (free > 0 && claiming < MAX_CLAIMS_IN_FLIGHT && wait <= 0) {
+          const fiber = yield* claimInBackground(free)
+          inFlight.add(fiber)
+          fiber.addObserver(() => inFlight.delete(fiber))
           continue
         }
-        failures = 0
-        if (woken && executions.size < concurrency) continue
-        if (claimed === 0 || executions.size >= concurrency) yield* idleFor(pollIntervalMs)
+        yield* idleFor(free > 0 && claiming < MAX_CLAIMS_IN_FLIGHT ? wait : pollIntervalMs)
       }
+      // Claims still running end their round (they see `stopping`): no claimed run is dropped.
+      yield* Fiber.joinAll([...inFlight])
     })
     const sweepLoop = Engine.sweep(100).pipe(
       Effect.catchAll(() => Effect.succeed(0)),

@@ -135,6 +135,147 @@ describe("worker", () => {
   })
 })
 
+describe("worker reads", () => {
+  it("starts a first attempt without reading its log, and replays a resumed run from its log", async () => {
+    const storage = memoryStorage()
+    const reads: string[] = []
+    const { runStore } = storage.store
+    const counted = {
+      ...storage,
+      layer: memoryStorage({
+        ...storage.store,
+        runStore: {
+          ...runStore,
+          readEvents: (runId, after, limit) => {
+            reads.push(runId)
+            return runStore.readEvents(runId, after, limit)
+          }
+        }
+      }).layer
+    }
+    const calls: string[] = []
+    const engine = createEngine({
+      storage: counted,
+      handlers: {
+        default: async (run) => {
+          await run.step("before", () => void calls.push("before"))
+          const decision = await run.awaitInput({ prompt: "ok?", actions: ["approve"] })
+          return decision.action
+        }
+      }
+    })
+    engines.push(engine)
+    await engine.startWorker({ pollIntervalMs: 5 })
+    const id = await createdId(engine, { input: null })
+    await until(engine, id, (s) => s === "awaiting_input")
+    expect(reads).toEqual([])
+    await engine.signalRun(id, { action: "approve" })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toBe("approve")
+    // The second execution read the log: the finished step was replayed, not run again.
+    expect(reads).toContain(id)
+    expect(calls).toEqual(["before"])
+  })
+})
+
+describe("worker writes", () => {
+  /** An engine whose store records the event types of every append it is asked for. */
+  const counting = (handlers: Record<string, Handler>) => {
+    const storage = memoryStorage()
+    const appends: string[][] = []
+    const { runStore } = storage.store
+    const counted = {
+      ...storage,
+      layer: memoryStorage({
+        ...storage.store,
+        runStore: {
+          ...runStore,
+          append: (runId, expect, events, patch) => {
+            appends.push(events.map((e) => e.type))
+            return runStore.append(runId, expect, events, patch)
+          }
+        }
+      }).layer
+    }
+    const engine = createEngine({ storage: counted, handlers })
+    engines.push(engine)
+    return { engine, appends }
+  }
+
+  it("writes a step's end with the next write: the next step's start, then the run's end", async () => {
+    const { engine, appends } = counting({
+      default: async (run) => {
+        const a = await run.step("a", () => ({ n: 1 }))
+        const b = await run.step("b", () => a.n + 1)
+        return b
+      }
+    })
+    await engine.startWorker({ pollIntervalMs: 5, progressFlushMs: 1000 })
+    const id = await createdId(engine, { input: null })
+    const run = await until(engine, id, (s) => s === "succeeded")
+    expect(run.output).toBe(2)
+    expect(appends).toEqual([
+      ["step.started"],
+      ["step.done", "step.started"],
+      ["step.done", "run.worker.succeeded"]
+    ])
+    const events = (await engine.readEvents(id, { limit: 1000 })).data
+    expect(events.map((e) => e.seq)).toEqual([1, 2, 3, 4, 5, 6, 7])
+  })
+
+  it("writes a held step end on its own after the flush window when nothing follows it", async () => {
+    let release: () => void = () => {}
+    const { engine, appends } = counting({
+      default: async (run) => {
+        await run.step("a", (step) => {
+          step.progress({ content_delta: "x" })
+          return "out"
+        })
+        await new Promise<void>((r) => {
+          release = r
+        })
+        return "end"
+      }
+    })
+    await engine.startWorker({ pollIntervalMs: 5, progressFlushMs: 20 })
+    const id = await createdId(engine, { input: null })
+    const deadline = Date.now() + 5000
+    while (appends.length < 2) {
+      if (Date.now() > deadline) throw new Error(`appends: ${JSON.stringify(appends)}`)
+      await new Promise((r) => setTimeout(r, 5))
+    }
+    // The step's progress goes before its end, in the same append.
+    expect(appends).toEqual([["step.started"], ["step.progress", "step.done"]])
+    expect((await engine.getRun(id)).status).toBe("running")
+    release()
+    await until(engine, id, (s) => s === "succeeded")
+    expect(appends[2]).toEqual(["run.worker.succeeded"])
+  })
+
+  it("ends a run cancelled when a step returns after a cancel request, step end and cancel in one append", async () => {
+    let cancel: () => Promise<unknown> = async () => {}
+    const { engine, appends } = counting({
+      default: async (run) => {
+        await run.step("a", async () => {
+          await cancel()
+          return 1
+        })
+        return "not reached"
+      }
+    })
+    await engine.startWorker({ pollIntervalMs: 5, heartbeatMs: 5, progressFlushMs: 1000 })
+    const id = await createdId(engine, { input: null })
+    cancel = async () => {
+      await engine.cancelRun(id, {})
+      // The heartbeat tells the worker about the cancel before the step returns.
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    const run = await until(engine, id, (s) => s === "cancelled")
+    expect(run.status).toBe("cancelled")
+    expect(appends.at(-1)).toEqual(["step.done", "run.cancelled"])
+  })
+})
+
 describe("worker against a store that is away", () => {
   it("backs off its claims while they fail, and claims again once the store answers", async () => {
     const storage = memoryStorage()

@@ -1,10 +1,12 @@
-/** RunStore over SQL: each port method is one statement, or one transaction (claim). */
+/** RunStore over SQL: each port method is one statement, or one transaction (a claim that must decide). */
 import {
   Appended,
+  type ClaimRequest,
   Conflict,
   CreateResult,
   decideClaim,
   type EventRow,
+  Id,
   isAppendBatch,
   type RunRecord,
   type RunStoreEncoded,
@@ -116,35 +118,24 @@ export const makeRunStore = (db: SqlExecutor, st: Statements, feed: NotifySettin
     sql(async () => (await db.query(st.readEvents, [runId, afterSeq, limit])).map(decodeEvent)),
 
   claim: (req) =>
-    sql(() =>
-      db.transaction(async (tx) => {
-        const claimed: RunRecord[] = []
-        for (let round = 0; round < CLAIM_ROUNDS && claimed.length < req.max; round++) {
-          const wanted = req.max - claimed.length
-          const rows = await tx.query(st.lockClaimable, [req.now, req.handlers, wanted])
-          const decided: Array<{ run: RunRecord; events: ReadonlyArray<EventRow> }> = []
-          for (const row of rows) {
-            const decision = decideClaim(decodeRun(row), req)
-            if (decision === null) continue
-            const { next, events } = decision
-            decided.push({ run: next, events })
-            if (next.status === "running") claimed.push(next)
-          }
-          if (decided.length > 0) {
-            const written = await tx.query(st.writeDecided, [
-              ...encodeDecided(decided),
-              feed.notify,
-              feed.channel
-            ])
-            // The rows are locked by this transaction: anything else is a bug, and rolls the claim back.
-            if (written.length !== decided.length) throw new Error("a claim wrote fewer runs than it decided")
-          }
-          // Another round only when this one was full and some of it ended instead of starting.
-          if (rows.length < wanted || decided.every((d) => d.run.status === "running")) break
-        }
-        return claimed
-      })
-    ),
+    sql(async () => {
+      // The common case in one statement: queued runs start as RunState's Claim would start them.
+      const rows = await db.query(st.claimQueued, [
+        req.now,
+        req.handlers,
+        req.max,
+        req.workerId,
+        Array.from({ length: req.max }, () => Id.makeLeaseToken()),
+        req.leaseMs,
+        feed.notify,
+        feed.channel
+      ])
+      const started = rows.filter((row) => row.id !== null).map(decodeRun)
+      // Runs it left alone (an expired lease, a passed deadline) go through the general claim.
+      const others = Number(rows[0]?.others ?? 0)
+      if (others === 0 || started.length >= req.max) return started
+      return [...started, ...(await claimDecided(db, st, feed, { ...req, max: req.max - started.length }))]
+    }),
 
   renewLease: (runId, leaseToken, leaseMs, now) =>
     sql(async () => {
@@ -156,3 +147,33 @@ export const makeRunStore = (db: SqlExecutor, st: Statements, feed: NotifySettin
 
   ping: () => Effect.asVoid(sql(() => db.query(st.ping, [])))
 })
+
+/** The general claim: lock candidates, decide each with RunState, write the decisions; one transaction. */
+const claimDecided = (db: SqlExecutor, st: Statements, feed: NotifySettings, req: ClaimRequest) =>
+  db.transaction(async (tx) => {
+    const claimed: RunRecord[] = []
+    for (let round = 0; round < CLAIM_ROUNDS && claimed.length < req.max; round++) {
+      const wanted = req.max - claimed.length
+      const rows = await tx.query(st.lockClaimable, [req.now, req.handlers, wanted])
+      const decided: Array<{ run: RunRecord; events: ReadonlyArray<EventRow> }> = []
+      for (const row of rows) {
+        const decision = decideClaim(decodeRun(row), req)
+        if (decision === null) continue
+        const { next, events } = decision
+        decided.push({ run: next, events })
+        if (next.status === "running") claimed.push(next)
+      }
+      if (decided.length > 0) {
+        const written = await tx.query(st.writeDecided, [
+          ...encodeDecided(decided),
+          feed.notify,
+          feed.channel
+        ])
+        // The rows are locked by this transaction: anything else is a bug, and rolls the claim back.
+        if (written.length !== decided.length) throw new Error("a claim wrote fewer runs than it decided")
+      }
+      // Another round only when this one was full and some of it ended instead of starting.
+      if (rows.length < wanted || decided.every((d) => d.run.status === "running")) break
+    }
+    return claimed
+  })

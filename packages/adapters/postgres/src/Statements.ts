@@ -147,6 +147,57 @@ export const makeStatements = (schema: string) => {
     ),
 
     /**
+     * The common claim in one statement: locks up to $3 claimable runs ($1 now, $2 handlers) as
+     * `lockClaimable` does, and starts those that are queued within their deadline exactly as
+     * `RunState`'s Claim decides it (`run.started` with the run's attempt and worker $4, lease
+     * tokens from $5, lease $6 ms; notify $7, channel $8). One row per started run, or one row of
+     * nulls when none; `others` counts the locked runs it left alone (an expired lease, a passed
+     * deadline), which the general claim then decides.
+     */
+    claimQueued: statement(
+      "claim_queued",
+      `WITH cand AS (
+         SELECT id, status, deadline_at FROM ${runs}
+         WHERE claim_at <= $1 AND handler = ANY($2::text[])
+         ORDER BY claim_at, id
+         LIMIT $3
+         FOR UPDATE SKIP LOCKED
+       ),
+       pick AS (
+         SELECT id, row_number() OVER () AS n FROM cand
+         WHERE status = 'queued' AND (deadline_at IS NULL OR deadline_at > $1)
+       ),
+       run AS (
+         UPDATE ${runs} r SET
+           status = 'running',
+           worker_id = $4::text,
+           started_at = COALESCE(r.started_at, $1),
+           deadline_at = COALESCE(r.deadline_at, $1 + (r.limits->>'max_duration_ms')::bigint),
+           timer_at = COALESCE(r.deadline_at, $1 + (r.limits->>'max_duration_ms')::bigint),
+           last_seq = r.last_seq + 1,
+           updated_at = $1,
+           version = r.version + 1,
+           lease_token = ($5::text[])[p.n],
+           lease_expires_at = $1 + $6::bigint,
+           available_at = NULL
+         FROM pick p WHERE r.id = p.id
+         RETURNING ${runColumnList("r")}
+       ),
+       ev AS (
+         INSERT INTO ${events} (run_id, seq, type, created_at, payload)
+         SELECT run.id, run.last_seq, 'run.started', $1,
+           format('{"redacted":false,"value":{"attempt":%s,"worker_id":%s}}',
+             run.usage->>'attempts', to_json($4::text))::json
+         FROM run
+       )
+       SELECT o.others, ${runColumnList("run")},
+         CASE WHEN $7::boolean AND run.id IS NOT NULL
+           THEN pg_notify($8::text, run.id || ':' || run.last_seq) END AS notified
+       FROM (SELECT (count(*) - (SELECT count(*) FROM pick))::integer AS others FROM cand) o
+       LEFT JOIN run ON true`
+    ),
+
+    /**
      * Writes decided runs in one statement: $1 ids, $2… one array per mutable column; then the
      * events of all of them as run ids + the four event arrays; then notify?, channel.
      */

@@ -461,9 +461,10 @@ export const makeRedisRunStore = (s: RunStoreSettings): RunStoreEncoded => {
     Effect.gen(function* () {
       const claimed: RunRecord[] = []
       const seen = new Set<string>()
-      const batch = Math.max(req.max * 4, 32)
       // Reconciled entries leave the range, so every round reads from the start and skips what it saw.
-      for (let round = 0; claimed.length < req.max && round < 8; round++) {
+      // The first round reads as many runs as are wanted (each is a read of its hash): entries that
+      // turn out not claimable (stale hints) make the next rounds read more, twice as many each time.
+      for (let round = 0, batch = req.max; claimed.length < req.max && round < 8; round++, batch *= 2) {
         const window = seen.size + batch
         const perHandler = yield* Effect.forEach(
           req.handlers,

@@ -6,7 +6,7 @@
  * promise that never settles, so no handler code can write afterwards.
  */
 import { AsyncLocalStorage } from "node:async_hooks"
-import { Cause, Clock, Effect, Exit, Option, Runtime } from "effect"
+import { Cause, Clock, Effect, Either, Exit, Option, Runtime } from "effect"
 import * as Engine from "../Engine.js"
 import type { EngineConfig } from "../EngineConfig.js"
 import { type RunNotFound, type StorageError, TransitionRejected, validationError } from "../Errors.js"
@@ -93,6 +93,8 @@ export class Execution {
   readonly done: Promise<ExecutionOutcome>
   private chain: Promise<unknown> = Promise.resolve()
   private pending: ProgressItem[] = []
+  /** Writes held back to go out with the next one: succeeded steps' ends and the progress before them. */
+  private deferred: RunCommand[] = []
   private flushTimer: NodeJS.Timeout | null = null
   private heartbeatTimer: NodeJS.Timeout | null = null
   private deadlineTimer: NodeJS.Timeout | null = null
@@ -331,20 +333,49 @@ export class Execution {
         )
         return never()
       }
-      const finished = await this.write(
-        RunCommand.FinishStep({
-          leaseToken: this.leaseToken,
-          stepId,
-          outcome: "succeeded",
-          ...(output === undefined ? {} : { output })
-        }),
-        "running"
-      )
+      const finish = RunCommand.FinishStep({
+        leaseToken: this.leaseToken,
+        stepId,
+        outcome: "succeeded",
+        ...(output === undefined ? {} : { output })
+      })
+      const deferred = this.deferStepDone(finish)
+      if (deferred !== null) return deferred.output as T
+      const finished = await this.write(finish, "running")
       if (!finished) return never()
-      // The recorded (redacted) output, exactly what a replay will return.
-      const done = this.lastEvents.find((e) => e.type === "step.done")
-      return (done === undefined ? output : (done.payload.value as EventValue<"step.done">).output) as T
+      return this.recordedOutput(this.lastEvents, stepId, output) as T
     }
+  }
+
+  /**
+   * Holds a succeeded step's `step.done` back to go out with the next write
+   * (the next step's start, a progress flush, the run's end), or on its own
+   * after the progress flush window: one append per step saved. Returns the
+   * step's recorded output, or null when the step's end must be written now
+   * (it ends the run: a deadline passed, a cancel was asked for).
+   */
+  private deferStepDone(
+    command: Extract<RunCommand, { _tag: "FinishStep" }>
+  ): { readonly output: unknown } | null {
+    const preview = Runtime.runSync(this.runtime)(Engine.decideCommand(this.current, command))
+    if (Either.isLeft(preview) || preview.right._tag !== "Transition") return null
+    if (preview.right.next.status !== "running") return null
+    // The step's own progress still waiting is written before its end.
+    if (this.pending.length > 0)
+      this.deferred.push(RunCommand.Progress({ leaseToken: this.leaseToken, items: this.pending }))
+    this.pending = []
+    this.deferred.push(command)
+    this.armFlush()
+    // A copy: the handler may change what it gets before the event is written.
+    return { output: structuredClone(this.recordedOutput(preview.right.events, command.stepId, undefined)) }
+  }
+
+  /** The recorded (redacted) output in a step's `step.done`, exactly what a replay will return. */
+  private recordedOutput(events: ReadonlyArray<EventRow>, stepId: string, fallback: unknown): unknown {
+    const done = events.find(
+      (e) => e.type === "step.done" && (e.payload.value as EventValue<"step.done">).step_id === stepId
+    )
+    return done === undefined ? fallback : (done.payload.value as EventValue<"step.done">).output
   }
 
   private progress(report: ProgressInput, stepId?: string): void {
@@ -354,7 +385,12 @@ export class Execution {
     if (this.finished || (item.stepId !== null && !this.openSteps.has(item.stepId))) return
     this.pending.push(item)
     if (this.pending.length >= PROGRESS_BATCH) this.detach(this.enqueue(() => this.flushNow()))
-    else if (this.flushTimer === null)
+    else this.armFlush()
+  }
+
+  /** Writes what is held back (progress, a step's end) within the flush window. */
+  private armFlush(): void {
+    if (this.flushTimer === null)
       this.flushTimer = setTimeout(
         () => this.detach(this.enqueue(() => this.flushNow())),
         this.settings.progressFlushMs
@@ -431,35 +467,51 @@ export class Execution {
     return next
   }
 
-  /** Appends `command` after any buffered progress; false when the execution is over. */
+  /** Appends `command` after anything held back, in one write; false when the execution is over. */
   private write(command: RunCommand, expect: Expect): Promise<boolean> {
-    return this.enqueue(async () => {
-      if (!(await this.flushNow())) return false
-      return this.applyNow(command, expect)
+    return this.enqueue(() => {
+      if (this.finished) return Promise.resolve(false)
+      return this.applyNow([...this.takeHeld(), command], expect)
     })
   }
 
   private async flushNow(): Promise<boolean> {
-    if (this.flushTimer !== null) {
-      clearTimeout(this.flushTimer)
-      this.flushTimer = null
-    }
-    if (this.pending.length === 0 || this.finished) return !this.finished
-    const items = this.pending
-    this.pending = []
+    if (this.finished) return false
+    const held = this.takeHeld()
+    if (held.length === 0) return true
     try {
-      return await this.applyNow(RunCommand.Progress({ leaseToken: this.leaseToken, items }), "running")
+      return await this.applyNow(held, "running")
     } catch {
-      // Progress the state machine refuses is dropped; it must never fail the write behind it.
+      // A write the state machine refuses is dropped; it must never fail the write behind it.
       return !this.finished
     }
   }
 
-  private async applyNow(command: RunCommand, expect: Expect): Promise<boolean> {
+  /** Held-back steps' ends and buffered progress, in order, as commands; nothing is held after. */
+  private takeHeld(): ReadonlyArray<RunCommand> {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer)
+      this.flushTimer = null
+    }
+    const held = this.deferred
+    this.deferred = []
+    if (this.pending.length > 0) {
+      held.push(RunCommand.Progress({ leaseToken: this.leaseToken, items: this.pending }))
+      this.pending = []
+    }
+    return held
+  }
+
+  private async applyNow(commands: ReadonlyArray<RunCommand>, expect: Expect): Promise<boolean> {
     for (let attempt = 0; ; attempt++) {
       if (this.finished) return false
       const exit = await this.runPromiseExit(
-        Engine.applyCommand(this.runId, command, { leaseToken: this.leaseToken, initial: this.current })
+        Engine.applyCommands(this.runId, commands, {
+          leaseToken: this.leaseToken,
+          initial: this.current,
+          // Progress the state machine refuses is dropped: it never fails the write it goes with.
+          skipRejected: (command) => command._tag === "Progress"
+        })
       )
       if (Exit.isSuccess(exit)) {
         const { run, decision } = exit.value
@@ -590,6 +642,7 @@ export class Execution {
       if (timer !== null) clearTimeout(timer)
     if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer)
     this.pending = []
+    this.deferred = []
     // Work the handler left behind is aborted, unless the handler itself finished the run.
     if (!this.handlerReturned && !this.controller.signal.aborted)
       this.controller.abort(new Error(`The execution is over (${outcome}).`))

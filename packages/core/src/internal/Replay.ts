@@ -1,4 +1,5 @@
 import type { JsonValue } from "../Json.js"
+import type { RunRecord } from "../Run.js"
 import type { InputDecision } from "../RunContext.js"
 import type { EventRow, EventValue } from "../RunEvent.js"
 
@@ -16,6 +17,14 @@ export interface Replay {
   readonly runProgress: number
   readonly runUsage: number
 }
+
+/**
+ * Whether a claimed run's log can hold nothing a replay uses, so it need not
+ * be read: seq 1 is the `run.queued` that created the run and seq 2 the
+ * `run.started` of this claim (a first attempt). A run claimed again (crash,
+ * signal, released retry) has more and is replayed from its log.
+ */
+export const isFreshClaim = (run: RunRecord): boolean => run.last_seq <= 2
 
 export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
   const completed = new Map<string, { output: JsonValue | undefined }>()
@@ -59,3 +68,6 @@ export const replayOf = (log: ReadonlyArray<EventRow>): Replay => {
   }
   return { completed, attempts, stepOrder, waits, runProgress, runUsage }
 }
+
+/** The replay of a log with no steps, progress, usage or waits in it. */
+export const EMPTY_REPLAY: Replay = replayOf([])

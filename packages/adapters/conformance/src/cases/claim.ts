@@ -1,4 +1,4 @@
-import { Engine, RunState } from "@baton/core"
+import { DEFAULT_REDACTION_POLICY, Engine, RunState } from "@baton/core"
 import { describe, expect, it } from "vitest"
 import { type Capabilities, type Harness, newHandler, newPrincipal } from "../Harness.js"
 import { apply, claim, createRun, getRecord, readAll, withReason } from "./helpers.js"
@@ -33,6 +33,50 @@ export const claimCases = (h: () => Harness, caps: Capabilities) =>
       expect(second.map((r) => r.id)).toEqual([c.id])
       expect(await claim(h(), handler, { max: 10, now: now + 2 })).toEqual([])
       expect((await getRecord(h(), other.id)).status).toBe("queued")
+    })
+
+    it("stores a claimed run and its run.started exactly as RunState's Claim decides them, first and later attempts", async () => {
+      const handler = newHandler()
+      const run = await createRun(h(), newPrincipal(), handler)
+      const expectClaimAsDecided = async (now: number, workerId: string) => {
+        const before = await getRecord(h(), run.id)
+        const [claimed] = await claim(h(), handler, { now, workerId, leaseMs: 7000 })
+        const decided = RunState.transition(
+          before,
+          RunState.RunCommand.Claim({ workerId, leaseToken: claimed!.lease_token!, leaseMs: 7000 }),
+          { now, redaction: DEFAULT_REDACTION_POLICY }
+        )
+        if (decided._tag === "Left" || decided.right._tag !== "Transition") throw new Error("not claimable")
+        expect(claimed).toEqual(decided.right.next)
+        expect(await getRecord(h(), run.id)).toEqual(decided.right.next)
+        const events = await readAll(h(), run.id)
+        expect(events.slice(before.last_seq)).toEqual(decided.right.events)
+        return claimed!
+      }
+      const first = await expectClaimAsDecided(Date.now() + 5, "w-first")
+      const token = first.lease_token!
+      await apply(
+        h(),
+        run.id,
+        RunState.RunCommand.StartStep({ leaseToken: token, stepId: "s:0", name: "s", attempt: 1 }),
+        token
+      )
+      const { run: requeued } = await apply(
+        h(),
+        run.id,
+        RunState.RunCommand.FinishStep({
+          leaseToken: token,
+          stepId: "s:0",
+          outcome: "retry_step",
+          error: { message: "flaky" },
+          retryInMs: 10,
+          requeue: true
+        }),
+        token
+      )
+      // Attempt 2 keeps its started_at and deadline from the first.
+      const second = await expectClaimAsDecided(requeued.available_at! + 1, "w-second")
+      expect(second.usage.attempts).toBe(2)
     })
 
     it("does not take a run before its available_at (retry backoff)", async () => {

@@ -69,12 +69,22 @@ export const waitForStatus = (
     (run) => statuses.includes(run.status) && also(run)
   )
 
-export const waitForTerminal = (h: Harness, principal: Principal, runId: string): Promise<Run> =>
-  waitFor(
+export const waitForTerminal = async (h: Harness, principal: Principal, runId: string): Promise<Run> => {
+  const run = await waitFor(
     `run ${runId} to end`,
     () => getRun(h, principal, runId),
-    (run) => isTerminal(run.status)
+    (r) => isTerminal(r.status)
   )
+  // The ending write may carry more than the terminal event (a step's held-back step.done); a store
+  // whose reads can see a commit's run row before its events (the Mongo emulator) is read until the
+  // log holds the whole write, so cases assert on the log, not on that race.
+  await waitFor(
+    `the log of run ${runId} to hold its end`,
+    () => readAll(h, runId),
+    (events) => events.length >= run.last_seq
+  )
+  return run
+}
 
 /** Waits until the run awaits input with this prompt. */
 export const waitForPrompt = (h: Harness, principal: Principal, runId: string, prompt: string) =>
