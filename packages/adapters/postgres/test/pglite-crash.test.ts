@@ -79,5 +79,6 @@ describe("pglite: the owning process killed with SIGKILL", () => {
     } finally {
       await engine.dispose()
     }
-  })
+    // Two PGlite starts and a child process compiled by tsx: ~10 s alone, past 30 s on a loaded machine.
+  }, 90_000)
 })
