@@ -100,6 +100,37 @@ const nodeResponse = (c: Context<ApiEnv>): { destroy: () => void } | undefined =
     : undefined
 }
 
+/** The connections pinged on one interval: a timer per interval, not per connection. */
+interface Heartbeat {
+  readonly timer: NodeJS.Timeout
+  readonly pings: Set<() => void>
+}
+const heartbeats = new Map<number, Heartbeat>()
+
+/** Calls `ping` every `ms` until the returned function is called. */
+const onHeartbeat = (ms: number, ping: () => void): (() => void) => {
+  let heartbeat = heartbeats.get(ms)
+  if (heartbeat === undefined) {
+    const pings = new Set<() => void>()
+    const timer = setInterval(() => {
+      for (const p of pings) p()
+    }, ms)
+    // The connections keep the process alive, not their pings.
+    timer.unref()
+    heartbeat = { timer, pings }
+    heartbeats.set(ms, heartbeat)
+  }
+  const { pings, timer } = heartbeat
+  pings.add(ping)
+  return () => {
+    pings.delete(ping)
+    if (pings.size === 0 && heartbeats.get(ms)?.pings === pings) {
+      clearInterval(timer)
+      heartbeats.delete(ms)
+    }
+  }
+}
+
 export const streamRunEvents = async (
   c: Context<ApiEnv>,
   engine: BatonEngine,
@@ -112,15 +143,17 @@ export const streamRunEvents = async (
   const bufferLimit = options.bufferLimitBytes ?? 1024 * 1024
   const stallMs = options.stallMs ?? 5000
   const iterator = events[Symbol.asyncIterator]()
+  // Taken now: the stream's callbacks must not hold the request's context.
+  const socket = nodeResponse(c)
 
   let finished = false
-  let heartbeat: NodeJS.Timeout | undefined
+  let stopHeartbeat: (() => void) | undefined
   let stall: NodeJS.Timeout | undefined
   /** Stops the timers and leaves the engine subscription (a `next()` waiting settles as done); once. */
   const end = () => {
     if (finished) return
     finished = true
-    clearInterval(heartbeat)
+    stopHeartbeat?.()
     clearTimeout(stall)
     iterator.return?.().catch(() => undefined)
   }
@@ -130,9 +163,9 @@ export const streamRunEvents = async (
       start(controller) {
         controller.enqueue(retryFrame(options.retryMs ?? 2000))
         // Pings only keep an idle line alive: one with frames queued needs none.
-        heartbeat = setInterval(() => {
+        stopHeartbeat = onHeartbeat(heartbeatMs, () => {
           if (controller.desiredSize === bufferLimit) controller.enqueue(PING)
-        }, heartbeatMs)
+        })
       },
       // Called while the queue is under the limit; the stream calls it again once this settles.
       async pull(controller) {
@@ -159,7 +192,6 @@ export const streamRunEvents = async (
           // `stallMs`, the connection is cut (which cancels the body).
           stall = setTimeout(() => {
             end()
-            const socket = nodeResponse(c)
             if (socket !== undefined) socket.destroy()
             else controller.error(new ReaderStalled("The client read nothing while its buffer was full."))
           }, stallMs)
