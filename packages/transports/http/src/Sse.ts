@@ -158,9 +158,36 @@ export const streamRunEvents = async (
     iterator.return?.().catch(() => undefined)
   }
 
+  let controller: ReadableStreamDefaultController<Uint8Array>
+  /** Queues the cursor's next event, closing after the terminal one or the end. */
+  const deliver = (next: IteratorResult<RunEvent>) => {
+    if (finished) return
+    if (next.done) {
+      end()
+      controller.close()
+      return
+    }
+    controller.enqueue(frameOf(next.value))
+    if (isTerminalEventType(next.value.type)) {
+      end()
+      controller.close()
+    } else if ((controller.desiredSize ?? 0) <= 0) {
+      // Full: pull is not called again until the client takes some. If it takes nothing for
+      // `stallMs`, the connection is cut (which cancels the body).
+      stall = setTimeout(() => {
+        end()
+        if (socket !== undefined) socket.destroy()
+        else controller.error(new ReaderStalled("The client read nothing while its buffer was full."))
+      }, stallMs)
+    }
+  }
+  // A storage failure mid-stream: end it; the client resumes by id.
+  const endAfterFailure = () => deliver({ done: true, value: undefined })
+
   const body = new ReadableStream<Uint8Array>(
     {
-      start(controller) {
+      start(streamController) {
+        controller = streamController
         controller.enqueue(retryFrame(options.retryMs ?? 2000))
         // Pings only keep an idle line alive: one with frames queued needs none.
         stopHeartbeat = onHeartbeat(heartbeatMs, () => {
@@ -168,34 +195,10 @@ export const streamRunEvents = async (
         })
       },
       // Called while the queue is under the limit; the stream calls it again once this settles.
-      async pull(controller) {
+      pull() {
         clearTimeout(stall)
-        let next: IteratorResult<RunEvent>
-        try {
-          next = await iterator.next()
-        } catch {
-          // A storage failure mid-stream: end it; the client resumes by id.
-          next = { done: true, value: undefined }
-        }
-        if (finished) return
-        if (next.done) {
-          end()
-          controller.close()
-          return
-        }
-        controller.enqueue(frameOf(next.value))
-        if (isTerminalEventType(next.value.type)) {
-          end()
-          controller.close()
-        } else if ((controller.desiredSize ?? 0) <= 0) {
-          // Full: pull is not called again until the client takes some. If it takes nothing for
-          // `stallMs`, the connection is cut (which cancels the body).
-          stall = setTimeout(() => {
-            end()
-            if (socket !== undefined) socket.destroy()
-            else controller.error(new ReaderStalled("The client read nothing while its buffer was full."))
-          }, stallMs)
-        }
+        // `.then`, not an async function: no suspended frame per waiting connection.
+        return iterator.next().then(deliver, endAfterFailure)
       },
       // The client went away (or the server gave up on the socket).
       cancel: end
