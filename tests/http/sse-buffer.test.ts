@@ -5,6 +5,8 @@
  * however long the replay.
  */
 import { randomUUID } from "node:crypto"
+import { batonRoutes } from "@baton/transport-http"
+import { Hono } from "hono"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import {
   allEvents,
@@ -113,5 +115,35 @@ describe("buffer limit", () => {
     expect(all).toHaveLength(run.last_seq)
     expect(isTerminalEvent(all.at(-1)!)).toBe(true)
     expect(all.map((e) => e.data)).toEqual(await allEvents(h, h.operatorKey, created.id))
+  })
+
+  it("cuts a stalled reader where no Node socket is underneath (app.request): its body errors and its subscription is freed", async () => {
+    const h = small
+    const app = new Hono().route(
+      "/v1",
+      batonRoutes(h.engine, { sse: { bufferLimitBytes: SMALL_LIMIT, stallMs: 300 } })
+    )
+    const gate = `gate-${randomUUID()}`
+    // About 200 KB once the gate opens: far past the 8 KiB limit, with nothing between server and reader.
+    const created = await createRun(h, h.operatorKey, {
+      input: { gate, before: 1, after: 200, size: 1000 },
+      handler: "gated"
+    })
+    await waitForRun(h, h.operatorKey, created.id, (r) => r.last_seq >= 4, "held in its step")
+    await eventually(() => h.openFeedSubscriptions() === 0, "earlier tests' streams to be released", 10_000)
+    const res = await app.request(`/v1/runs/${created.id}/events/stream`, {
+      headers: { authorization: `Bearer ${h.operatorKey}` }
+    })
+    expect(res.status).toBe(200)
+    await eventually(() => h.openFeedSubscriptions() === 1, "the stream's subscription")
+    h.gates.open(gate)
+    await waitForStatus(h, h.operatorKey, created.id, "succeeded")
+    // Nobody reads the body: the server gives up on it and leaves the run's reader.
+    await eventually(() => h.openFeedSubscriptions() === 0, "the server to let go of the stalled body")
+    const reader = res.body!.getReader()
+    const readAll = async () => {
+      for (;;) if ((await reader.read()).done) return
+    }
+    await expect(readAll()).rejects.toThrow(/read nothing/)
   })
 })

@@ -283,6 +283,26 @@ describe("errors before the stream", () => {
   })
 })
 
+describe("fan-out", () => {
+  it("gives each of 500 concurrent subscribers of a live run every frame in order, then releases them all", async () => {
+    const { run, open } = await heldRun(2, 40)
+    await eventually(() => h.openFeedSubscriptions() === 0, "earlier tests' streams to be released")
+    const streams = await Promise.all(Array.from({ length: 500 }, () => openStream(h, h.operatorKey, run.id)))
+    // Every stream has caught up with the log before the rest is written, so the rest reaches them live.
+    await Promise.all(streams.map((s) => s.readUntil((e) => e.data.seq === run.last_seq, 20_000)))
+    open()
+    const tails = await Promise.all(streams.map((s) => s.readToEnd(30_000)))
+    const finished = await waitForStatus(h, h.operatorKey, run.id, "succeeded")
+    for (const tail of tails) {
+      expectContiguous(seqs(tail), run.last_seq + 1)
+      expect(tail.at(-1)!.data.seq).toBe(finished.last_seq)
+      expect(isTerminalEvent(tail.at(-1)!)).toBe(true)
+    }
+    // One shared reader served them: it stops once the last of them has left.
+    await eventually(() => h.openFeedSubscriptions() === 0, "the 500 finished streams to release the reader")
+  }, 60_000)
+})
+
 describe("client aborts", () => {
   it("frees the stream's feed subscription when the client goes away; the run and new streams go on", async () => {
     const { run, open } = await heldRun(2, 2)

@@ -278,8 +278,17 @@ export class RunEventReaders extends Context.Tag("@baton/core/RunEventReaders")<
             if (entries.get(runId) === entry) entries.delete(runId)
             return Scope.close(entry.scope, Exit.void)
           })
+        /**
+         * Joins and registers the leave on the caller's scope in one
+         * uninterruptible step. (Not `acquireRelease`: it keeps a copy of the
+         * fiber's refs per subscriber for its release, which `leave` needs not.)
+         */
         const open = (runId: string, afterSeq: number) =>
-          Effect.acquireRelease(join(runId), (entry) => leave(runId, entry)).pipe(
+          Effect.flatMap(Effect.scope, (scope) =>
+            Effect.uninterruptible(
+              Effect.tap(join(runId), (entry) => Scope.addFinalizer(scope, leave(runId, entry)))
+            )
+          ).pipe(
             Effect.flatMap((entry) => Deferred.await(entry.tail)),
             Effect.map((tail) => new RunEventCursor(tail, store, runId, afterSeq))
           )
