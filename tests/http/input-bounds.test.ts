@@ -88,6 +88,20 @@ describe("string lengths", () => {
       "VALIDATION_FAILED"
     )
   })
+
+  it("does not echo a credential quoted in a validation detail", async () => {
+    const secret = "Zq9".repeat(15)
+    const res = await post(
+      "/v1/runs",
+      JSON.stringify({
+        input: 1,
+        metadata: { auth: `Bearer ${secret} ${long(600)}`, k: `key_${"A".repeat(24)}:${secret}` }
+      })
+    )
+    expectError(res, 400, "VALIDATION_FAILED")
+    expect(res.text).toContain("[REDACTED]")
+    expect(res.text).not.toContain(secret.slice(0, 12))
+  })
 })
 
 describe("ids and query numbers", () => {

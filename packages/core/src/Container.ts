@@ -144,6 +144,10 @@ export class BatonEngine {
   verifyKey(presented: string): Promise<Principal> {
     return this.run(Engine.verifyKey(presented))
   }
+  /** Whether `principal`'s key still verifies (through the key cache); always for in-process callers. */
+  keyStillValid(principal: Principal): Promise<boolean> {
+    return this.run(Engine.keyStillValid(principal))
+  }
   listKeys(principal: Principal = LOCAL_PRINCIPAL): Promise<ReadonlyArray<ApiKey>> {
     return this.run(Engine.listKeys(principal))
   }

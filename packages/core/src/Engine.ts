@@ -688,7 +688,10 @@ const principalOf = (record: ApiKeyRecord): Principal => ({
  * from the runtime's KeyCache, its secret still compared and its expiry still
  * checked. Every failure reads the store: an unknown id and a wrong secret
  * both cost one cache compare (a dummy one when nothing is cached), one store
- * read and one store compare, so their timing tells nothing.
+ * read and one store compare, so their timing tells nothing. A wrong secret
+ * does not evict a cached key (anyone knowing its id could flush it): that
+ * store read refreshes the entry, which goes only if the store says the key
+ * is revoked, expired or gone.
  */
 export const verifyKey = (presented: string): Effect.Effect<Principal, AuthError | StorageError, KeyStore> =>
   Effect.gen(function* () {
@@ -699,14 +702,39 @@ export const verifyKey = (presented: string): Effect.Effect<Principal, AuthError
     const cached = cache?.get(parsed.keyId, now) ?? null
     const cacheMatches = secretMatches(parsed.secret, cached?.secret_hash ?? DUMMY_HASH)
     if (cached !== null && cacheMatches && isUsable(cached, now)) return principalOf(cached)
-    // A wrong secret for a cached key, or one that expired: forget the entry and ask the store, like any failure.
-    if (cached !== null) cache?.evict(parsed.keyId)
     const keys = yield* KeyStore
     const record = yield* keys.get(parsed.keyId)
     const matches = secretMatches(parsed.secret, record?.secret_hash ?? DUMMY_HASH)
-    if (record === null || !matches || !isUsable(record, now)) return yield* Effect.fail(invalidKey())
-    cache?.set(record, now)
+    if (record === null || !isUsable(record, now)) {
+      if (cached !== null) cache?.evict(parsed.keyId, now)
+      return yield* Effect.fail(invalidKey())
+    }
+    // Verified, or a cached key's entry refreshed from this read (`now` predates it: see KeyCache.set).
+    if (matches || cached !== null) cache?.set(record, now)
+    if (!matches) return yield* Effect.fail(invalidKey())
     return principalOf(record)
+  })
+
+/**
+ * Whether the key a principal authenticated with still verifies (not revoked,
+ * not expired, still its customer's), by id, through the cache: an open stream
+ * re-checks with this, at about one store read per key per TTL. A principal
+ * without a key (an in-process caller) always does.
+ */
+export const keyStillValid = (principal: Principal): Effect.Effect<boolean, StorageError, KeyStore> =>
+  Effect.gen(function* () {
+    const keyId = principal.keyId
+    if (keyId === null) return true
+    const cache = Option.getOrNull(yield* Effect.serviceOption(KeyCache))
+    const now = yield* Clock.currentTimeMillis
+    const cached = cache?.get(keyId, now) ?? null
+    const record = cached ?? (yield* Effect.flatMap(KeyStore, (keys) => keys.get(keyId)))
+    if (record === null || !isUsable(record, now) || record.customer_id !== principal.customerId) {
+      if (record !== null) cache?.evict(keyId, now)
+      return false
+    }
+    if (cached === null) cache?.set(record, now)
+    return true
   })
 
 export const listKeys = (
@@ -729,9 +757,10 @@ export const revokeKey = (
     const keys = yield* KeyStore
     const now = yield* Clock.currentTimeMillis
     const revoked = yield* keys.revoke(keyId, principal.customerId, now)
-    // Effective at once on this process; other processes' entries age out within the cache TTL.
+    // Effective at once on this process (the tombstone also stops a verification in flight from
+    // re-caching what it read before); other processes' entries age out within the cache TTL.
     const cache = yield* Effect.serviceOption(KeyCache)
-    if (Option.isSome(cache)) cache.value.evict(keyId)
+    if (Option.isSome(cache)) cache.value.evict(keyId, yield* Clock.currentTimeMillis)
     return revoked === null ? yield* Effect.fail(notFound) : toPublicKey(revoked)
   })
 

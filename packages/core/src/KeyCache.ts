@@ -4,6 +4,10 @@
  * request. It holds records, never answers: each request still compares its
  * secret's hash with the record's (constant time) and checks revocation and
  * expiry against the clock. Failures are never cached.
+ *
+ * An eviction leaves a tombstone for the TTL: a record read from the store
+ * before the eviction (a verification in flight during a revocation) is not
+ * cached again, so a revocation on this process is effective at once.
  */
 import { Context, Layer } from "effect"
 import type { ApiKeyRecord } from "./ApiKey.js"
@@ -15,21 +19,37 @@ export const DEFAULT_KEY_CACHE_MAX_ENTRIES = 10_000
 export interface KeyCacheShape {
   /** The record cached for `keyId` less than the TTL ago, else null (and a stale entry is dropped). */
   readonly get: (keyId: string, now: number) => ApiKeyRecord | null
-  /** Caches a record that was just verified. */
-  readonly set: (record: ApiKeyRecord, now: number) => void
-  /** Drops a key at once (revoked here, or a wrong secret was presented for it). */
-  readonly evict: (keyId: string) => void
+  /**
+   * Caches a record read from the store at `readAt` (taken before the read). Ignored when the key
+   * was evicted at or after `readAt`: that read may predate a revocation.
+   */
+  readonly set: (record: ApiKeyRecord, readAt: number) => void
+  /** Drops a key at once (revoked, expired or gone) and refuses older reads of it for the TTL. */
+  readonly evict: (keyId: string, now: number) => void
   readonly size: () => number
 }
 
-/** An LRU of at most `maxEntries` records, each served for `ttlMs` after it was cached. `ttlMs` 0: off. */
+/**
+ * An LRU of at most `maxEntries` records, each served for `ttlMs` after it was read, and as many
+ * tombstones (a tombstone lasts until a newer read replaces it; a record read before it is older than
+ * the TTL anyway). `ttlMs` 0: off.
+ */
 export const makeKeyCache = (
   ttlMs: number = DEFAULT_KEY_CACHE_TTL_MS,
   maxEntries: number = DEFAULT_KEY_CACHE_MAX_ENTRIES
 ): KeyCacheShape => {
   // A Map iterates in insertion order: re-inserting on a hit keeps the least recently used first.
   const entries = new Map<string, { readonly record: ApiKeyRecord; readonly cachedAt: number }>()
+  // Key id → when it was evicted; bounded like the entries, oldest first.
+  const tombstones = new Map<string, number>()
   const on = ttlMs > 0 && maxEntries > 0
+  const trim = (map: Map<string, unknown>) => {
+    while (map.size > maxEntries) {
+      const oldest = map.keys().next()
+      if (oldest.done === true) break
+      map.delete(oldest.value)
+    }
+  }
   return {
     get: (keyId, now) => {
       const entry = entries.get(keyId)
@@ -40,18 +60,24 @@ export const makeKeyCache = (
       entries.set(keyId, entry)
       return entry.record
     },
-    set: (record, now) => {
+    set: (record, readAt) => {
       if (!on) return
-      entries.delete(record.key_id)
-      entries.set(record.key_id, { record, cachedAt: now })
-      while (entries.size > maxEntries) {
-        const oldest = entries.keys().next()
-        if (oldest.done === true) break
-        entries.delete(oldest.value)
+      const evictedAt = tombstones.get(record.key_id)
+      if (evictedAt !== undefined) {
+        // Same millisecond counts as before: the read may have started just ahead of the eviction.
+        if (readAt <= evictedAt) return
+        tombstones.delete(record.key_id)
       }
+      entries.delete(record.key_id)
+      entries.set(record.key_id, { record, cachedAt: readAt })
+      trim(entries)
     },
-    evict: (keyId) => {
+    evict: (keyId, now) => {
       entries.delete(keyId)
+      if (!on) return
+      tombstones.delete(keyId)
+      tombstones.set(keyId, now)
+      trim(tombstones)
     },
     size: () => entries.size
   }

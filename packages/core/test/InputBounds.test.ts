@@ -115,4 +115,31 @@ describe("validation details", () => {
       expect(only?.message.endsWith("…")).toBe(true)
     }).pipe(Effect.provide(layer))
   )
+
+  it.effect("redact a credential in the quoted value, even one the cut would split", () =>
+    Effect.gen(function* () {
+      const bearer = `Bearer ${"T0kenT0ken".repeat(8)}`
+      const apiKey = `key_${"A".repeat(24)}:${"s".repeat(43)}`
+      const cases = {
+        bearer: `${bearer} ${"x".repeat(500)}`,
+        key: `${apiKey} ${"x".repeat(600)}`,
+        // Straddles the cut at MAX_DETAIL_CHARS: a redaction after it would miss the key's first part.
+        split: `${"x".repeat(220)} ${apiKey} ${"x".repeat(400)}`
+      }
+      const failure = yield* Effect.flip(
+        Engine.createRun(OPERATOR, { handler: "h", input: {}, metadata: cases }, { idempotencyKey: "idem-1" })
+      )
+      const details = "details" in failure ? (failure.details ?? []) : []
+      expect([...new Set(details.map((d) => d.path))].sort()).toEqual([
+        "metadata.bearer",
+        "metadata.key",
+        "metadata.split"
+      ])
+      const text = JSON.stringify(details)
+      expect(text).toContain("[REDACTED]")
+      expect(text).not.toContain("T0kenT0ken")
+      expect(text).not.toContain("sssssssss")
+      expect(text).not.toContain("key_AAAA")
+    }).pipe(Effect.provide(layer))
+  )
 })

@@ -6,7 +6,7 @@
 import * as crypto from "node:crypto"
 import { makeMemoryStore, memoryStorage } from "@baton/adapter-memory"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Deferred, Effect, Fiber, Layer, TestClock } from "effect"
 import { vi } from "vitest"
 import { ALL_SCOPES, type ApiKeyRecord, type Principal } from "../src/ApiKey.js"
 import * as Engine from "../src/Engine.js"
@@ -64,12 +64,26 @@ describe("makeKeyCache", () => {
   it("evicts on demand, and caches nothing with a TTL of 0", () => {
     const cache = makeKeyCache(500)
     cache.set(record("key_a1234567"), 0)
-    cache.evict("key_a1234567")
+    cache.evict("key_a1234567", 0)
     expect(cache.get("key_a1234567", 1)).toBeNull()
     const off = makeKeyCache(0)
     off.set(record("key_a1234567"), 0)
     expect(off.size()).toBe(0)
     expect(off.get("key_a1234567", 0)).toBeNull()
+  })
+
+  it("refuses a record read at or before an eviction, and takes one read after it", () => {
+    const cache = makeKeyCache(500)
+    cache.set(record("key_a1234567"), 100)
+    cache.evict("key_a1234567", 200)
+    cache.set(record("key_a1234567"), 150) // read before the eviction, finished after it
+    cache.set(record("key_a1234567"), 200) // same millisecond: may have started first
+    expect(cache.get("key_a1234567", 201)).toBeNull()
+    cache.set(record("key_a1234567"), 201)
+    expect(cache.get("key_a1234567", 202)?.key_id).toBe("key_a1234567")
+    // The newer read cleared the tombstone: an older one is no longer compared against it.
+    cache.set(record("key_b1234567"), 300)
+    expect(cache.size()).toBe(2)
   })
 })
 
@@ -106,25 +120,30 @@ describe("verifyKey with the cache", () => {
     }).pipe(Effect.provide(layer))
   })
 
-  it.effect("never accepts a wrong secret for a cached key, and re-reads the store for it", () => {
-    const { layer, reads } = countedLayer(500)
-    return Effect.gen(function* () {
-      const issued = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
-      yield* Engine.verifyKey(issued.key)
-      expect(reads.count).toBe(1)
-      const wrong = `${issued.key_id}:${"A".repeat(43)}`
-      const e = yield* Effect.flip(Engine.verifyKey(wrong))
-      expect(e).toMatchObject({ reason_code: "AUTH_KEY_INVALID" })
-      // A failure is never answered from the cache: it costs a store read, like an unknown id.
-      expect(reads.count).toBe(2)
-      // ... and the entry was evicted: the right secret reads the store again.
-      yield* Engine.verifyKey(issued.key)
-      expect(reads.count).toBe(3)
-      // An unknown id costs the same single read.
-      yield* Effect.flip(Engine.verifyKey(`key_${"Z".repeat(24)}:${"A".repeat(43)}`))
-      expect(reads.count).toBe(4)
-    }).pipe(Effect.provide(layer))
-  })
+  it.effect(
+    "never accepts a wrong secret for a cached key, re-reads the store for it, and keeps the entry",
+    () => {
+      const { layer, reads } = countedLayer(500)
+      return Effect.gen(function* () {
+        const issued = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+        yield* Engine.verifyKey(issued.key)
+        expect(reads.count).toBe(1)
+        yield* TestClock.adjust(300)
+        const wrong = `${issued.key_id}:${"A".repeat(43)}`
+        const e = yield* Effect.flip(Engine.verifyKey(wrong))
+        expect(e).toMatchObject({ reason_code: "AUTH_KEY_INVALID" })
+        // A failure is never answered from the cache: it costs a store read, like an unknown id.
+        expect(reads.count).toBe(2)
+        // ... and the entry was refreshed, not evicted (anyone knowing the id could flush it).
+        yield* TestClock.adjust(400)
+        yield* Engine.verifyKey(issued.key)
+        expect(reads.count).toBe(2)
+        // An unknown id costs the same single read.
+        yield* Effect.flip(Engine.verifyKey(`key_${"Z".repeat(24)}:${"A".repeat(43)}`))
+        expect(reads.count).toBe(3)
+      }).pipe(Effect.provide(layer))
+    }
+  )
 
   it.effect(
     "costs the same for an unknown id and a wrong secret, cached or not: one read, two compares",
@@ -187,6 +206,101 @@ describe("verifyKey with the cache", () => {
       expect(e).toMatchObject({ reason_code: "AUTH_KEY_INVALID" })
     }).pipe(Effect.provide(layer))
   })
+
+  it.effect("a wrong secret evicts a cached key only when the store says it was revoked", () => {
+    const { layer, reads, inner } = countedLayer(500)
+    return Effect.gen(function* () {
+      const issued = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+      yield* Engine.verifyKey(issued.key)
+      yield* inner.keyStore.revoke(issued.key_id, "default", 1)
+      yield* Effect.flip(Engine.verifyKey(`${issued.key_id}:${"A".repeat(43)}`))
+      // The store read of that failure found the revocation: the right secret no longer passes either.
+      const e = yield* Effect.flip(Engine.verifyKey(issued.key))
+      expect(e).toMatchObject({ reason_code: "AUTH_KEY_INVALID" })
+      expect(reads.count).toBe(3)
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a verification in flight during a revocation here does not re-cache what it read", () => {
+    const inner = makeMemoryStore()
+    const held = {
+      gate: null as Deferred.Deferred<void> | null,
+      reading: null as Deferred.Deferred<void> | null
+    }
+    // A key read that fetches the record, then waits for the test before it returns.
+    const keyStore: typeof inner.keyStore = {
+      ...inner.keyStore,
+      get: (keyId) =>
+        Effect.flatMap(inner.keyStore.get(keyId), (record) => {
+          const { gate, reading } = held
+          if (gate === null || reading === null) return Effect.succeed(record)
+          held.gate = null
+          return Deferred.succeed(reading, undefined).pipe(
+            Effect.zipRight(Deferred.await(gate)),
+            Effect.as(record)
+          )
+        })
+    }
+    const layer = Layer.mergeAll(
+      memoryStorage({ ...inner, keyStore }).layer,
+      EngineConfig.layer({ keyCacheTtlMs: 500 }),
+      KeyCache.layer(500)
+    )
+    return Effect.gen(function* () {
+      const issued = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+      const gate = yield* Deferred.make<void>()
+      const reading = yield* Deferred.make<void>()
+      held.gate = gate
+      held.reading = reading
+      const inFlight = yield* Effect.fork(Engine.verifyKey(issued.key))
+      yield* Deferred.await(reading) // it has read the record, not yet revoked
+      yield* Engine.revokeKey(OPERATOR, issued.key_id)
+      yield* Deferred.succeed(gate, undefined)
+      // It read before the revocation, so it passes; what it read must not be served afterwards.
+      yield* Fiber.join(inFlight)
+      const e = yield* Effect.flip(Engine.verifyKey(issued.key))
+      expect(e).toMatchObject({ reason_code: "AUTH_KEY_INVALID" })
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect(
+    "keyStillValid: by id through the cache, false once revoked or expired, true without a key",
+    () => {
+      const { layer, reads, inner } = countedLayer(500)
+      return Effect.gen(function* () {
+        expect(yield* Engine.keyStillValid(OPERATOR)).toBe(true)
+        expect(reads.count).toBe(0)
+        const issued = yield* Engine.issueKey(OPERATOR, {
+          scopes: ["runs:read"],
+          expires_at: new Date(2000).toISOString()
+        })
+        const principal = yield* Engine.verifyKey(issued.key)
+        expect(reads.count).toBe(1)
+        for (let i = 0; i < 3; i++) expect(yield* Engine.keyStillValid(principal)).toBe(true)
+        expect(reads.count).toBe(1)
+        yield* TestClock.adjust(500)
+        expect(yield* Engine.keyStillValid(principal)).toBe(true)
+        expect(reads.count).toBe(2)
+        // Expiry is checked against the clock even while cached.
+        yield* TestClock.adjust(1500)
+        expect(yield* Engine.keyStillValid(principal)).toBe(false)
+        // Revoked elsewhere: seen once the entry is older than the TTL.
+        const other = yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })
+        const otherPrincipal = yield* Engine.verifyKey(other.key)
+        yield* inner.keyStore.revoke(other.key_id, "default", 1)
+        expect(yield* Engine.keyStillValid(otherPrincipal)).toBe(true)
+        yield* TestClock.adjust(500)
+        expect(yield* Engine.keyStillValid(otherPrincipal)).toBe(false)
+        // An unknown key id, or one of another customer, is not valid.
+        expect(yield* Engine.keyStillValid({ ...otherPrincipal, keyId: `key_${"Z".repeat(24)}` })).toBe(false)
+        const third = yield* Engine.verifyKey(
+          (yield* Engine.issueKey(OPERATOR, { scopes: ["runs:read"] })).key
+        )
+        expect(yield* Engine.keyStillValid(third)).toBe(true)
+        expect(yield* Engine.keyStillValid({ ...third, customerId: "someone-else" })).toBe(false)
+      }).pipe(Effect.provide(layer))
+    }
+  )
 
   it.effect("with a TTL of 0 reads the store on every request", () => {
     const { layer, reads } = countedLayer(0)

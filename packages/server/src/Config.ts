@@ -177,8 +177,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** `text` with the credentials of any URL in it (`//user:pass@`) masked. */
-export const maskCredentials = (text: string): string => text.replace(/\/\/[^/@\s]*@/g, "//***@")
+/**
+ * `text` with the credentials of any URL in it (`//user:pass@`) masked: everything from `//` to the
+ * last `@` before the next blank, since a password may hold an unencoded `/` or `@` (an `@` later in
+ * the URL masks the host too, which is the safe side).
+ */
+export const maskCredentials = (text: string): string => text.replace(/\/\/\S*@/g, "//***@")
 
 /** A non-secret value for messages: shortened, and any URL credentials (`//user:pass@`) masked. */
 const shown = (value: string): string => {

@@ -7,6 +7,7 @@ import {
   describePostgresUrl,
   describeRedisUrl,
   loadConfig,
+  maskCredentials,
   Secret
 } from "../src/Config.js"
 
@@ -337,6 +338,18 @@ describe("loadConfig", () => {
     const error = failure({ BATON_STORAGE: "postgres://admin:hunter2@db:5432/baton" })
     expect(error.variable).toBe("BATON_STORAGE")
     expect(error.message).not.toContain("hunter2")
+  })
+
+  it("masks a password holding an unencoded / or @", () => {
+    expect(maskCredentials("postgres://u:p/ss@h:5432/db")).toBe("postgres://***@h:5432/db")
+    expect(maskCredentials("redis://:p@ss@h:6379")).toBe("redis://***@h:6379")
+    expect(maskCredentials("a postgres://u:x/y@z@db/b failed; redis://:q@r@cache too")).toBe(
+      "a postgres://***@db/b failed; redis://***@cache too"
+    )
+    expect(maskCredentials("postgres://db:5432/baton")).toBe("postgres://db:5432/baton")
+    const error = failure({ BATON_STORAGE: "postgres://admin:s3/kr@t@db:5432/baton" })
+    expect(error.message).not.toContain("s3/kr")
+    expect(error.message).not.toContain("kr@t")
   })
 
   it("never shows the bootstrap key when the config is logged or serialised", () => {

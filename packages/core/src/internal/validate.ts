@@ -1,6 +1,7 @@
 import { Effect, ParseResult, Schema } from "effect"
 import { type ErrorDetail, type ValidationError, validationError } from "../Errors.js"
 import { MAX_JSON_DEPTH, nestsDeeperThan } from "../Json.js"
+import { DEFAULT_REDACTION_POLICY, redactJson } from "../Redaction.js"
 
 /** Decodes unknown input with a schema; failures become a VALIDATION_FAILED error listing each problem. */
 export const decodeInput =
@@ -22,9 +23,12 @@ export const MAX_DETAILS = 20
 export const MAX_DETAIL_CHARS = 300
 
 // Schema messages quote the offending value ("actual …"): a megabyte of it must not come back in the
-// answer (or reach a proxy's log) once per problem.
-const bounded = (text: string): string =>
-  text.length <= MAX_DETAIL_CHARS ? text : `${text.slice(0, MAX_DETAIL_CHARS - 1)}…`
+// answer (or reach a proxy's log) once per problem, nor a credential in it (redacted whole, before
+// the cut, so no part of one survives). The default policy: an error echoes for every embedder.
+const bounded = (text: string): string => {
+  const safe = redactJson(text, DEFAULT_REDACTION_POLICY).value
+  return safe.length <= MAX_DETAIL_CHARS ? safe : `${safe.slice(0, MAX_DETAIL_CHARS - 1)}…`
+}
 
 const toDetails = (error: ParseResult.ParseError): ReadonlyArray<ErrorDetail> =>
   ParseResult.ArrayFormatter.formatErrorSync(error)

@@ -4,7 +4,7 @@
  * the result or the error envelope. Scopes and tenancy are enforced by the
  * engine itself, so in-process callers get the same checks.
  */
-import type { BatonEngine, Principal, RateLimit } from "@baton/core"
+import { type BatonEngine, DEFAULT_KEY_CACHE_TTL_MS, type Principal, type RateLimit } from "@baton/core"
 import { type Context, Hono } from "hono"
 import { bodyLimit } from "hono/body-limit"
 import { cors } from "hono/cors"
@@ -25,6 +25,11 @@ export interface BatonRoutesOptions {
   readonly rateLimit?: RateLimit
   /** Most SSE streams one key holds open at once on this process (429 beyond). Default 0: no cap. */
   readonly sseMaxPerKey?: number
+  /**
+   * How often an open SSE stream re-checks its API key, ending once the key is revoked or expired
+   * (default 500 ms, the key cache's default TTL: about one store read per key per TTL). 0: never.
+   */
+  readonly sseKeyRecheckMs?: number
 }
 
 const MIB = 1024 * 1024
@@ -126,7 +131,11 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
   )
   app.use("*", authenticate(engine))
   if (options.rateLimit !== undefined) app.use("*", rateLimitPerKey(options.rateLimit))
-  const streams = makeStreamSlots(options.sseMaxPerKey ?? 0)
+  const streams = makeStreamSlots({
+    maxPerKey: options.sseMaxPerKey ?? 0,
+    keyRecheckMs: options.sseKeyRecheckMs ?? DEFAULT_KEY_CACHE_TTL_MS,
+    keyStillValid: (principal) => engine.keyStillValid(principal)
+  })
 
   app.post("/runs", async (c) => {
     const body = await readJson(c)
@@ -166,9 +175,18 @@ export const batonRoutes = (engine: BatonEngine, options: BatonRoutesOptions = {
     )
   })
 
-  app.get("/runs/:id/events/stream", (c) =>
-    streams.guard(c, () => streamRunEvents(c, engine, options.sse ?? {}))
-  )
+  app.get("/runs/:id/events/stream", async (c) => {
+    // Hono answers HEAD with this GET route and drops the body unread, so a stream started here
+    // would never end: check as GET does (scope, run, owner), then send the headers alone.
+    if (c.req.raw.method === "HEAD") {
+      await engine.getRun(c.req.param("id"), c.get("principal"))
+      return c.body(null, 200, {
+        "content-type": "text/event-stream; charset=utf-8",
+        "cache-control": "no-cache"
+      })
+    }
+    return streams.guard(c, () => streamRunEvents(c, engine, options.sse ?? {}))
+  })
 
   app.post("/runs/:id/signal", async (c) => {
     const body = await readJson(c)

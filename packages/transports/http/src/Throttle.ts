@@ -2,7 +2,8 @@
  * Per-key limits of one process: a token bucket on every request, and a cap
  * on the SSE streams a key holds open at once. Both answer 429 RATE_LIMITED
  * (the JSON envelope, with `retry-after`) and key on the authenticated key id,
- * so they run after authentication.
+ * so they run after authentication. An open stream also lives only as long
+ * as its key: it re-checks the key and ends once it is revoked or expired.
  */
 import { makeRateLimiter, type Principal, type RateLimit } from "@baton/core"
 import type { Context, MiddlewareHandler } from "hono"
@@ -33,35 +34,65 @@ export const rateLimitPerKey = (limit: RateLimit): MiddlewareHandler<ApiEnv> => 
   }
 }
 
-/** How many streams each key holds open; `max` 0 means no cap. */
+/** What bounds the open streams: a cap per key, and how often each re-checks its key. */
+export interface StreamSlotsOptions {
+  /** Streams one key holds open at once; 0: no cap. */
+  readonly maxPerKey: number
+  /** How often an open stream re-checks its key (through the engine's key cache); 0: never. */
+  readonly keyRecheckMs: number
+  /** Whether the principal's key still verifies (not revoked, not expired). */
+  readonly keyStillValid: (principal: Principal) => Promise<boolean>
+}
+
+/** The open SSE streams of this process, per key. */
 export interface StreamSlots {
-  /** Wraps a stream route: 429 when the key is at its cap, else the route's response, its slot freed when the body ends. */
+  /**
+   * Wraps a stream route: 429 when the key is at its cap, else the route's response, its slot freed
+   * when the body ends, and the body ended (cleanly) once its key no longer verifies.
+   */
   readonly guard: (c: Context<ApiEnv>, open: () => Promise<Response>) => Promise<Response>
   /** Streams open for a key now (for tests). */
   readonly held: (keyId: string) => number
 }
 
-export const makeStreamSlots = (max: number): StreamSlots => {
+export const makeStreamSlots = (options: StreamSlotsOptions): StreamSlots => {
+  const { maxPerKey: max, keyRecheckMs } = options
   const open = new Map<string, number>()
   const release = (key: string) => {
     const n = (open.get(key) ?? 1) - 1
     if (n <= 0) open.delete(key)
     else open.set(key, n)
   }
+  // One check in flight per key, whatever the number of its streams.
+  const checking = new Map<string, Promise<boolean>>()
+  const stillValid = (principal: Principal): Promise<boolean> => {
+    const key = limitKey(principal)
+    let check = checking.get(key)
+    if (check === undefined) {
+      check = options
+        .keyStillValid(principal)
+        // The store cannot answer: keep the stream (it reads the same store); new requests get 503.
+        .catch(() => true)
+        .finally(() => checking.delete(key))
+      checking.set(key, check)
+    }
+    return check
+  }
   return {
     held: (keyId) => open.get(keyId) ?? 0,
     guard: async (c, start) => {
-      if (max <= 0) return start()
-      const key = limitKey(c.get("principal"))
+      const principal = c.get("principal")
+      const key = limitKey(principal)
+      const capped = max > 0
       const held = open.get(key) ?? 0
-      if (held >= max)
+      if (capped && held >= max)
         return rateLimited(c, 1, `This key already holds ${max} open streams; close one first.`)
-      open.set(key, held + 1)
+      if (capped) open.set(key, held + 1)
       let released = false
       const releaseOnce = () => {
         if (released) return
         released = true
-        release(key)
+        if (capped) release(key)
       }
       let response: Response
       try {
@@ -75,8 +106,18 @@ export const makeStreamSlots = (max: number): StreamSlots => {
         releaseOnce()
         return response
       }
-      c.req.raw.signal.addEventListener("abort", releaseOnce, { once: true })
-      return new Response(untilDone(response.body, releaseOnce), {
+      const signal = c.req.raw.signal
+      if (signal.aborted) {
+        // The client left while the stream started: an abort listener added now would never fire.
+        releaseOnce()
+        await response.body.cancel().catch(() => undefined)
+        return new Response(null, { status: response.status, headers: response.headers })
+      }
+      const recheck =
+        principal.keyId !== null && keyRecheckMs > 0
+          ? { everyMs: keyRecheckMs, stillValid: () => stillValid(principal) }
+          : null
+      return new Response(untilDone(response.body, releaseOnce, signal, recheck), {
         status: response.status,
         headers: response.headers
       })
@@ -84,24 +125,60 @@ export const makeStreamSlots = (max: number): StreamSlots => {
   }
 }
 
-/** `body`, calling `done` once when it ends, fails, or its reader cancels it (a client that left). */
-const untilDone = (body: ReadableStream<Uint8Array>, done: () => void): ReadableStream<Uint8Array> => {
+/**
+ * `body`, calling `done` once when it ends, fails, its reader cancels it or `signal` aborts (a client
+ * that left); with `recheck`, ended (closed, the source cancelled) when `stillValid` answers false.
+ */
+const untilDone = (
+  body: ReadableStream<Uint8Array>,
+  done: () => void,
+  signal: AbortSignal,
+  recheck: { readonly everyMs: number; readonly stillValid: () => Promise<boolean> } | null
+): ReadableStream<Uint8Array> => {
   const reader = body.getReader()
+  let ended = false
+  let timer: NodeJS.Timeout | undefined
+  const finish = () => {
+    ended = true
+    clearInterval(timer)
+    done()
+  }
+  signal.addEventListener(
+    "abort",
+    () => {
+      if (ended) return
+      finish()
+      reader.cancel().catch(() => undefined)
+    },
+    { once: true }
+  )
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      if (recheck === null) return
+      timer = setInterval(async () => {
+        if (ended || (await recheck.stillValid()) || ended) return
+        finish()
+        controller.close()
+        // Ends the source too (for SSE: its feed subscription).
+        reader.cancel().catch(() => undefined)
+      }, recheck.everyMs)
+    },
     async pull(controller) {
       try {
         const chunk = await reader.read()
+        if (ended) return
         if (chunk.done) {
-          done()
+          finish()
           controller.close()
         } else controller.enqueue(chunk.value)
       } catch (error) {
-        done()
+        if (ended) return
+        finish()
         controller.error(error)
       }
     },
     cancel(reason) {
-      done()
+      finish()
       return reader.cancel(reason)
     }
   })
