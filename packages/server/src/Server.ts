@@ -194,7 +194,9 @@ export const startServer = async (options: StartServerOptions): Promise<RunningS
     const app = batonApp(engine, {
       corsOrigins: config.corsOrigins,
       rateLimit: { perSecond: config.rateLimitPerSecond, burst: config.rateLimitBurst },
-      sseMaxPerKey: config.sseMaxPerKey
+      sseMaxPerKey: config.sseMaxPerKey,
+      // An open stream outlives its key's revocation by the cache TTL plus this interval: ≤ ~1 s together.
+      sseKeyRecheckMs: Math.max(100, 1000 - config.keyCacheTtlMs)
     })
     server = await listen(app.fetch, config)
     const port = (server.address() as AddressInfo).port
