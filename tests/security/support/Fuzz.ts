@@ -21,6 +21,8 @@ import { judge, parseRawResponse, sendFetch, sendRaw, type WireAnswer } from "./
 export const FUZZ_REQUESTS_PER_LANE = 5_000
 /** Requests in flight at once. */
 const BATCH = 8
+/** Tries of one `fetch` request that meets a pooled connection the server had closed. */
+const SOCKET_ATTEMPTS = 3
 /** `/healthz` is asked every this many batches. */
 const HEALTH_EVERY = 25
 
@@ -97,14 +99,20 @@ export const fuzzPart: Register = (get, lane) => {
     const withValidKey = new Map<RouteName, ValidKeyTally>()
     let socketRetries = 0
     const send = async (request: HostileRequest): Promise<WireAnswer | "closed"> => {
-      if (request.via === "fetch")
-        return sendFetch(server.url, request).catch((error: unknown) => {
-          // fetch pools keep-alive connections; one the server closed after an earlier answer (a 413, a
-          // parser 400) can fail the next request sent on it before the server saw it. Once more, on a new one.
-          if (!(error instanceof Error && /socket|closed|ECONNRESET/i.test(String(error.cause)))) throw error
-          socketRetries++
-          return sendFetch(server.url, request)
-        })
+      if (request.via === "fetch") {
+        // fetch pools keep-alive connections; one the server closed after an earlier answer (a 413, a
+        // parser 400 or 431) can fail the next request sent on it before the server saw it. Again, on
+        // another one: up to SOCKET_ATTEMPTS in all, as several pooled connections can be closed at once.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await sendFetch(server.url, request)
+          } catch (error) {
+            const closed = error instanceof Error && /socket|closed|ECONNRESET/i.test(String(error.cause))
+            if (!closed || attempt >= SOCKET_ATTEMPTS) throw error
+            socketRetries++
+          }
+        }
+      }
       const bytes = await sendRaw(port, request.bytes)
       // node's HTTP server closes a CONNECT (a proxy tunnel request) unanswered when no one listens for it.
       if (bytes.length === 0 && request.method === "CONNECT") return "closed"
