@@ -101,13 +101,15 @@ export const fuzzPart: Register = (get, lane) => {
     const send = async (request: HostileRequest): Promise<WireAnswer | "closed"> => {
       if (request.via === "fetch") {
         // fetch pools keep-alive connections; one the server closed after an earlier answer (a 413, a
-        // parser 400 or 431) can fail the next request sent on it before the server saw it. Again, on
-        // another one: up to SOCKET_ATTEMPTS in all, as several pooled connections can be closed at once.
+        // parser 400 or 431) can fail the next request sent on it (a reset, or EPIPE writing the body)
+        // before the server saw it. Again, on another one: up to SOCKET_ATTEMPTS in all, as several
+        // pooled connections can be closed at once. A server that died is caught by `healthy()`.
         for (let attempt = 1; ; attempt++) {
           try {
             return await sendFetch(server.url, request)
           } catch (error) {
-            const closed = error instanceof Error && /socket|closed|ECONNRESET/i.test(String(error.cause))
+            const closed =
+              error instanceof Error && /socket|closed|ECONNRESET|EPIPE/i.test(String(error.cause))
             if (!closed || attempt >= SOCKET_ATTEMPTS) throw error
             socketRetries++
           }
