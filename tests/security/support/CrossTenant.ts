@@ -1,8 +1,9 @@
 /**
  * Tenancy: customer B, holding every scope, tries every route with customer
  * A's run ids and key ids and gets exactly what an id that never existed gets
- * (404, same code and message), lists none of A's data, and leaves A's runs
- * and keys as they were. B with an under-scoped key gets 403 for A's ids and
+ * (404, same code and message), lists only its own run (made with A's
+ * metadata and handler, so every filter matches it) and its own key, never
+ * A's, and leaves A's runs and keys as they were. B with an under-scoped key gets 403 for A's ids and
  * for unknown ids alike, so a 403 reveals no existence either.
  */
 import { randomBytes, randomUUID } from "node:crypto"
@@ -96,7 +97,13 @@ export const crossTenantPart: Register = (get, lane) => {
       })
     }
 
-    // Lists: nothing of A's, whatever the filter.
+    // Lists: B's own run, with A's metadata and handler and waiting like A's, and nothing of A's, whatever
+    // the filter (checked against a list that matches something, so an empty answer cannot pass).
+    const bRun = await createRun(server, b.key, { handler: "approval", input: {}, metadata })
+    await waitFor(
+      "B's run to wait for input",
+      async () => (await statusOf(server, b.key, bRun.id)) === "awaiting_input"
+    )
     const lists = [
       `/runs?metadata[shared]=tag-${suffix}`,
       "/runs?metadata[tenant]=a",
@@ -110,12 +117,14 @@ export const crossTenantPart: Register = (get, lane) => {
       expect(answer.status, path).toBe(200)
       const ids = (answer.body.data as Array<{ id: string }>).map((r) => r.id)
       for (const id of runIds) expect(ids, path).not.toContain(id)
-      expect(JSON.stringify(answer.body), path).not.toContain(suffix)
+      expect(ids, path).toEqual([bRun.id])
     }
+    // B's key list: B's key only (the operator minted it), none of A's.
     const bKeys = await call(server, b.key, "GET", "/api-keys")
     expect(bKeys.status).toBe(200)
     expect(JSON.stringify(bKeys.body)).not.toContain(a.keyId)
     expect(JSON.stringify(bKeys.body)).not.toContain(a2.keyId)
+    expect((bKeys.body.data as Array<{ key_id: string }>).map((k) => k.key_id)).toEqual([b.keyId])
 
     // Keys: revoking A's keys is a 404 like an unknown key's.
     const unknownKey = comparable(

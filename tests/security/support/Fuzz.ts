@@ -21,8 +21,43 @@ import { judge, parseRawResponse, sendFetch, sendRaw, type WireAnswer } from "./
 export const FUZZ_REQUESTS_PER_LANE = 5_000
 /** Requests in flight at once. */
 const BATCH = 8
+/** Tries of one `fetch` request that meets a pooled connection the server had closed. */
+const SOCKET_ATTEMPTS = 3
 /** `/healthz` is asked every this many batches. */
 const HEALTH_EVERY = 25
+
+/**
+ * Of the requests sent through `fetch` with the valid key that reached the application (node's parser
+ * refuses some oversized headers with 431 first), at least this share per route group must get past
+ * authentication (any answer but 401): else the key, not the input, is what was refused. A valid key is
+ * never refused, so the share is all of them.
+ */
+export const MIN_PAST_AUTH_SHARE = 1
+/** Per route group, at least this many valid-key requests must reach the application (about 120 do). */
+const MIN_VALID_KEY_ANSWERS = 30
+/**
+ * The route groups where the generator makes some fully valid requests (the terminal run's id, an empty
+ * query, the valid key): at least one of them must succeed (2xx). The POST and DELETE routes get hostile
+ * bodies and ids only, so a success there is chance, not a requirement.
+ */
+export const ROUTES_WITH_SUCCESSES: ReadonlyArray<RouteName> = [
+  "GET /healthz",
+  "GET /readyz",
+  "GET /v1/runs",
+  "GET /v1/runs/{id}",
+  "GET /v1/runs/{id}/events",
+  "GET /v1/runs/{id}/events/stream",
+  "GET /v1/api-keys"
+]
+
+/** Per route group, requests sent through `fetch` with the valid key: all, those the application answered, those past authentication, those 2xx. */
+interface ValidKeyTally {
+  sent: number
+  answered: number
+  pastAuth: number
+  succeeded: number
+}
+const noTally = (): ValidKeyTally => ({ sent: 0, answered: 0, pastAuth: 0, succeeded: 0 })
 
 export const fuzzSeed = (): number => {
   const fromEnv = process.env.BATON_SECURITY_SEED
@@ -61,16 +96,25 @@ export const fuzzPart: Register = (get, lane) => {
     let batches = 0
     const covered = new Set<RouteName>()
     const statuses = new Map<string, number>()
+    const withValidKey = new Map<RouteName, ValidKeyTally>()
     let socketRetries = 0
     const send = async (request: HostileRequest): Promise<WireAnswer | "closed"> => {
-      if (request.via === "fetch")
-        return sendFetch(server.url, request).catch((error: unknown) => {
-          // fetch pools keep-alive connections; one the server closed after an earlier answer (a 413, a
-          // parser 400) can fail the next request sent on it before the server saw it. Once more, on a new one.
-          if (!(error instanceof Error && /socket|closed|ECONNRESET/i.test(String(error.cause)))) throw error
-          socketRetries++
-          return sendFetch(server.url, request)
-        })
+      if (request.via === "fetch") {
+        // fetch pools keep-alive connections; one the server closed after an earlier answer (a 413, a
+        // parser 400 or 431) can fail the next request sent on it (a reset, or EPIPE writing the body)
+        // before the server saw it. Again, on another one: up to SOCKET_ATTEMPTS in all, as several
+        // pooled connections can be closed at once. A server that died is caught by `healthy()`.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await sendFetch(server.url, request)
+          } catch (error) {
+            const closed =
+              error instanceof Error && /socket|closed|ECONNRESET|EPIPE/i.test(String(error.cause))
+            if (!closed || attempt >= SOCKET_ATTEMPTS) throw error
+            socketRetries++
+          }
+        }
+      }
       const bytes = await sendRaw(port, request.bytes)
       // node's HTTP server closes a CONNECT (a proxy tunnel request) unanswered when no one listens for it.
       if (bytes.length === 0 && request.method === "CONNECT") return "closed"
@@ -112,6 +156,16 @@ export const fuzzPart: Register = (get, lane) => {
           }
           const label = `${answer.via} ${answer.status}${answer.headers.has("x-request-id") ? "" : " (parser)"}`
           statuses.set(label, (statuses.get(label) ?? 0) + 1)
+          if (request.via === "fetch" && request.withValidKey) {
+            const tally = withValidKey.get(request.route) ?? noTally()
+            tally.sent++
+            if (answer.headers.has("x-request-id")) {
+              tally.answered++
+              if (answer.status !== 401) tally.pastAuth++
+              if (answer.status >= 200 && answer.status < 300) tally.succeeded++
+            }
+            withValidKey.set(request.route, tally)
+          }
           const verdict = judge(answer, request.method, secrets)
           if (!verdict.ok) throw new Error(`${shown(request)}\n→ ${verdict.why}`)
         })
@@ -127,6 +181,13 @@ export const fuzzPart: Register = (get, lane) => {
       `[security ${lane}] fuzz seed ${seed}: ${sent} requests, routes covered (${covered.size}/${ROUTES.length}): ` +
         `${[...covered].join(", ")}; fetch retried on a closed pooled connection: ${socketRetries}; answers: ${[...statuses].map(([k, n]) => `${k}×${n}`).join(", ")}`
     )
+    console.log(
+      `[security ${lane}] fuzz requests with the valid key (sent/answered by the application/past authentication/2xx): ` +
+        ROUTES.map((route) => {
+          const t = withValidKey.get(route) ?? noTally()
+          return `${route} ${t.sent}/${t.answered}/${t.pastAuth}/${t.succeeded}`
+        }).join(", ")
+    )
     if (result.failed)
       throw new Error(
         `fuzz failed with seed ${seed} (set BATON_SECURITY_SEED=${seed} to replay): ` +
@@ -135,6 +196,22 @@ export const fuzzPart: Register = (get, lane) => {
     await healthy()
     expect(sent).toBeGreaterThanOrEqual(FUZZ_REQUESTS_PER_LANE)
     expect([...covered].sort()).toEqual([...ROUTES].sort())
+    // The valid key worked: a fuzz answered 401 throughout would otherwise pass the checks above.
+    for (const route of ROUTES) {
+      const tally = withValidKey.get(route) ?? noTally()
+      expect(tally.answered, `${route}: valid-key requests the application answered`).toBeGreaterThanOrEqual(
+        MIN_VALID_KEY_ANSWERS
+      )
+      expect(
+        tally.pastAuth / tally.answered,
+        `${route}: share of them past authentication (${tally.pastAuth} of ${tally.answered})`
+      ).toBeGreaterThanOrEqual(MIN_PAST_AUTH_SHARE)
+    }
+    for (const route of ROUTES_WITH_SUCCESSES)
+      expect(
+        withValidKey.get(route)?.succeeded ?? 0,
+        `${route}: valid requests that succeeded`
+      ).toBeGreaterThan(0)
   }, 150_000)
 
   // Found by the fuzz (seed 20261128), pinned here so the case is named: a body nested a few thousand

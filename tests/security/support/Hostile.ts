@@ -40,6 +40,8 @@ export type HostileRequest =
   | {
       readonly via: "fetch"
       readonly route: RouteName
+      /** It carries the fuzz customer's valid key (the generator's `valid` auth). */
+      readonly withValidKey: boolean
       readonly method: string
       readonly path: string
       readonly headers: Readonly<Record<string, string>>
@@ -48,6 +50,7 @@ export type HostileRequest =
   | {
       readonly via: "raw"
       readonly route: RouteName
+      readonly withValidKey: boolean
       readonly method: string
       readonly bytes: Buffer
       /** Over the body limit: the server answers and closes with the body unread, which may reset the connection. */
@@ -360,16 +363,21 @@ const fetchRequest = (target: FuzzTarget): fc.Arbitrary<HostileRequest> =>
     .record({
       shapeIndex: fc.nat({ max: SHAPES.length - 1 }),
       id: fc.oneof(
-        { weight: 4, arbitrary: pathSegment },
+        { weight: 2, arbitrary: pathSegment },
         { weight: 1, arbitrary: fc.constant(target.terminalRunId) }
       ),
       query: fc.oneof(fc.constant(""), queryString),
       auth: authArb,
       contentType: fc.option(fc.constantFrom(...CONTENT_TYPES), { nil: undefined }),
       idempotencyKey: fc.option(fetchableHeader, { nil: undefined }),
-      lastEventId: fc.option(fetchableHeader, { nil: undefined }),
+      // fast-check's `freq` is the odds of nil: a hostile Last-Event-ID on half the requests (one would
+      // refuse most streams), an odd method on one in eight, so each route also gets valid requests.
+      lastEventId: fc.option(fetchableHeader, { freq: 2, nil: undefined }),
       requestId: fc.option(fetchableHeader, { nil: undefined }),
-      oddMethod: fc.option(fc.constantFrom(...ODD_METHODS), { freq: 8, nil: undefined }),
+      oddMethod: fc.oneof(
+        { weight: 7, arbitrary: fc.constant(undefined) },
+        { weight: 1, arbitrary: fc.constantFrom(...ODD_METHODS) }
+      ),
       seed: fc.nat()
     })
     .chain((r) => {
@@ -394,6 +402,7 @@ const fetchRequest = (target: FuzzTarget): fc.Arbitrary<HostileRequest> =>
         const hasBody = text !== undefined && method !== "GET" && method !== "HEAD" && headBytes < 12_000
         return {
           via: "fetch",
+          withValidKey: r.auth.kind === "valid",
           route: r.oddMethod !== undefined && r.oddMethod !== shape.method ? "odd method" : shape.route,
           method,
           path,
@@ -508,7 +517,9 @@ const rawRequest = (target: FuzzTarget): fc.Arbitrary<HostileRequest> =>
         Buffer.from(`Content-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`, "latin1"),
         body
       ])
-      return { via: "raw", route, method, bytes, oversize: r.kind === "oversize" }
+      const withValidKey =
+        r.auth.kind === "valid" && !(r.kind === "header" && r.headerName === "authorization")
+      return { via: "raw", route, withValidKey, method, bytes, oversize: r.kind === "oversize" }
     })
 
 /** One hostile request: four in five through `fetch`, one in five as raw bytes. */
