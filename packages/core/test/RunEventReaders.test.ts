@@ -51,7 +51,7 @@ const countingStore = () => {
       Layer.merge(memoryStorage(store).layer, EngineConfig.layer({ handlers: new Set(["default"]) }))
     )
   )
-  return { counts, layer }
+  return { counts, layer, store }
 }
 
 /** Lets every forked fiber run until it waits. */
@@ -308,25 +308,7 @@ describe("engine.subscribe (the Promise API) over the shared reader", () => {
   }
 
   it("gives iterators joining at different seqs gapless streams, one store read per hint, and releases the reader", async () => {
-    const inner = makeMemoryStore()
-    const counts = { reads: 0, feeds: 0 }
-    const store: MemoryStore = {
-      ...inner,
-      runStore: {
-        ...inner.runStore,
-        readEvents: (runId, after, limit) => {
-          counts.reads++
-          return inner.runStore.readEvents(runId, after, limit)
-        }
-      },
-      eventFeed: {
-        subscribe: (runId) =>
-          Effect.acquireRelease(
-            Effect.sync(() => counts.feeds++),
-            () => Effect.sync(() => counts.feeds--)
-          ).pipe(Effect.zipRight(inner.eventFeed.subscribe(runId)))
-      }
-    }
+    const { counts, store } = countingStore()
     const engine = createEngine({
       storage: memoryStorage(store),
       config: { handlers: new Set(["default"]), feedPollIntervalMs: 60_000 }
