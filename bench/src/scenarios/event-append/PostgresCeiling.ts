@@ -17,31 +17,36 @@ import { adminQuery } from "../../support/Services.js"
 import { type AppendRecorder, dealBatches, POOL_SIZE, type Workload } from "./Workload.js"
 
 export interface PgAppendRecorder extends AppendRecorder {
-  /** The last progress append seen, and the schema it names. */
+  /** The last progress-only append seen (else the first append led by progress), and the schema it names. */
   readonly template: () => { readonly statement: PgStatement; readonly schema: string } | null
 }
 
-/** $6 of the append statement is the events' types: a progress append carries only step.progress. */
-const isProgressAppend = (s: PgStatement): boolean =>
-  /^\s*WITH run AS \(\s*UPDATE/.test(s.text) &&
-  Array.isArray(s.values[5]) &&
-  s.values[5].length > 0 &&
-  s.values[5].every((t) => t === "step.progress")
+/** $6 of the append statement is the events' types: how many of them are step.progress (0: not an append). */
+const progressEvents = (s: PgStatement): number =>
+  /^\s*WITH run AS \(\s*UPDATE/.test(s.text) && Array.isArray(s.values[5])
+    ? s.values[5].filter((t) => t === "step.progress").length
+    : 0
 
 export const pgAppendRecorder = (): PgAppendRecorder => {
   let seen: { statement: PgStatement; schema: string } | null = null
+  let fallback: { statement: PgStatement; schema: string } | null = null
   let sizes: number[] = []
   return {
     observe: (schema) => {
       sizes = []
       return observePgStatements((s) => {
-        if (!isProgressAppend(s)) return
-        seen = { statement: s, schema }
-        sizes.push((s.values[5] as unknown[]).length)
+        const progress = progressEvents(s)
+        if (progress === 0) return
+        // Progress also rides with a step's end (one write): every progress event counts, but the
+        // replayed statement is a progress-only one when there was any (its patch touches no status).
+        sizes.push(progress)
+        if (progress === (s.values[5] as unknown[]).length) seen = { statement: s, schema }
+        else if (fallback === null && (s.values[5] as unknown[])[0] === "step.progress")
+          fallback = { statement: s, schema }
       })
     },
     batchSizes: () => sizes,
-    template: () => seen
+    template: () => seen ?? fallback
   }
 }
 

@@ -20,12 +20,16 @@ import { type AppendRecorder, dealBatches, type Workload } from "./Workload.js"
 const ARGV = 4
 const argvAt = (args: ReadonlyArray<unknown>, i: number): unknown => args[ARGV + i - 1]
 
-const isProgressAppend = (c: RedisCommand): boolean => {
-  if (c.name !== "evalsha" || Number(c.args[1]) !== 2) return false
+/** The append's events and how many of them are step.progress; null when `c` is no append. */
+const appendEvents = (
+  c: RedisCommand
+): { readonly all: number; readonly progress: number; readonly led: boolean } | null => {
+  if (c.name !== "evalsha" || Number(c.args[1]) !== 2) return null
   const n = Number(argvAt(c.args, 3))
-  if (!(n > 0) || !/:run:\{/.test(String(c.args[2]))) return false
-  const events = c.args.slice(ARGV + 6, ARGV + 6 + n)
-  return events.every((e) => String(e).includes('"step.progress"'))
+  if (!(n > 0) || !/:run:\{/.test(String(c.args[2]))) return null
+  const events = c.args.slice(ARGV + 6, ARGV + 6 + n).map(String)
+  const isProgress = (e: string) => e.includes('"step.progress"')
+  return { all: n, progress: events.filter(isProgress).length, led: isProgress(events[0] ?? "") }
 }
 
 export interface RedisAppendRecorder extends AppendRecorder {
@@ -34,18 +38,23 @@ export interface RedisAppendRecorder extends AppendRecorder {
 
 export const redisAppendRecorder = (): RedisAppendRecorder => {
   let seen: { args: ReadonlyArray<unknown>; prefix: string } | null = null
+  let fallback: { args: ReadonlyArray<unknown>; prefix: string } | null = null
   let sizes: number[] = []
   return {
     observe: (prefix) => {
       sizes = []
       return observeRedisCommands((c) => {
-        if (!isProgressAppend(c)) return
-        seen = { args: [...c.args], prefix }
-        sizes.push(Number(argvAt(c.args, 3)))
+        const events = appendEvents(c)
+        if (events === null || events.progress === 0) return
+        // Progress also rides with a step's end (one write): every progress event counts, but the
+        // replayed call is a progress-only one when there was any (its patch touches no status).
+        sizes.push(events.progress)
+        if (events.progress === events.all) seen = { args: [...c.args], prefix }
+        else if (fallback === null && events.led) fallback = { args: [...c.args], prefix }
       })
     },
     batchSizes: () => sizes,
-    template: () => seen
+    template: () => seen ?? fallback
   }
 }
 
