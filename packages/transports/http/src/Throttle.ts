@@ -63,20 +63,47 @@ export const makeStreamSlots = (options: StreamSlotsOptions): StreamSlots => {
     if (n <= 0) open.delete(key)
     else open.set(key, n)
   }
-  // One check in flight per key, whatever the number of its streams.
-  const checking = new Map<string, Promise<boolean>>()
-  const stillValid = (principal: Principal): Promise<boolean> => {
-    const key = limitKey(principal)
-    let check = checking.get(key)
-    if (check === undefined) {
-      check = options
-        .keyStillValid(principal)
-        // The store cannot answer: keep the stream (it reads the same store); new requests get 503.
-        .catch(() => true)
-        .finally(() => checking.delete(key))
-      checking.set(key, check)
+  // The streams to end when their key stops verifying, by key: one timer for the process and one
+  // check per key per tick, however many streams (a timer per stream would cost each connection).
+  const watched = new Map<string, { principal: Principal; ends: Set<() => void> }>()
+  let ticker: NodeJS.Timeout | undefined
+  let ticking = false
+  const tick = async () => {
+    if (ticking) return
+    ticking = true
+    try {
+      await Promise.all(
+        [...watched].map(async ([key, entry]) => {
+          // The store cannot answer: keep the streams (they read the same store); new requests get 503.
+          const valid = await options.keyStillValid(entry.principal).catch(() => true)
+          if (!valid) for (const end of [...(watched.get(key)?.ends ?? [])]) end()
+        })
+      )
+    } finally {
+      ticking = false
     }
-    return check
+  }
+  const watch = (principal: Principal, end: () => void): (() => void) => {
+    const key = limitKey(principal)
+    let entry = watched.get(key)
+    if (entry === undefined) {
+      entry = { principal, ends: new Set() }
+      watched.set(key, entry)
+    }
+    entry.ends.add(end)
+    if (ticker === undefined) {
+      ticker = setInterval(() => void tick(), keyRecheckMs)
+      ticker.unref()
+    }
+    return () => {
+      const current = watched.get(key)
+      current?.ends.delete(end)
+      if (current !== undefined && current.ends.size === 0) watched.delete(key)
+      if (watched.size === 0 && ticker !== undefined) {
+        clearInterval(ticker)
+        ticker = undefined
+      }
+    }
   }
   return {
     held: (keyId) => open.get(keyId) ?? 0,
@@ -113,11 +140,9 @@ export const makeStreamSlots = (options: StreamSlotsOptions): StreamSlots => {
         await response.body.cancel().catch(() => undefined)
         return new Response(null, { status: response.status, headers: response.headers })
       }
-      const recheck =
-        principal.keyId !== null && keyRecheckMs > 0
-          ? { everyMs: keyRecheckMs, stillValid: () => stillValid(principal) }
-          : null
-      return new Response(untilDone(response.body, releaseOnce, signal, recheck), {
+      const watchKey =
+        principal.keyId !== null && keyRecheckMs > 0 ? (end: () => void) => watch(principal, end) : null
+      return new Response(untilDone(response.body, releaseOnce, signal, watchKey), {
         status: response.status,
         headers: response.headers
       })
@@ -127,20 +152,20 @@ export const makeStreamSlots = (options: StreamSlotsOptions): StreamSlots => {
 
 /**
  * `body`, calling `done` once when it ends, fails, its reader cancels it or `signal` aborts (a client
- * that left); with `recheck`, ended (closed, the source cancelled) when `stillValid` answers false.
+ * that left); with `watchKey`, ended (closed, the source cancelled) when its key stops verifying.
  */
 const untilDone = (
   body: ReadableStream<Uint8Array>,
   done: () => void,
   signal: AbortSignal,
-  recheck: { readonly everyMs: number; readonly stillValid: () => Promise<boolean> } | null
+  watchKey: ((end: () => void) => () => void) | null
 ): ReadableStream<Uint8Array> => {
   const reader = body.getReader()
   let ended = false
-  let timer: NodeJS.Timeout | undefined
+  let unwatch: (() => void) | null = null
   const finish = () => {
     ended = true
-    clearInterval(timer)
+    unwatch?.()
     done()
   }
   signal.addEventListener(
@@ -154,14 +179,14 @@ const untilDone = (
   )
   return new ReadableStream<Uint8Array>({
     start(controller) {
-      if (recheck === null) return
-      timer = setInterval(async () => {
-        if (ended || (await recheck.stillValid()) || ended) return
+      if (watchKey === null) return
+      unwatch = watchKey(() => {
+        if (ended) return
         finish()
         controller.close()
         // Ends the source too (for SSE: its feed subscription).
         reader.cancel().catch(() => undefined)
-      }, recheck.everyMs)
+      })
     },
     async pull(controller) {
       try {
