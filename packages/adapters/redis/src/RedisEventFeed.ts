@@ -90,16 +90,26 @@ export const makeRedisEventFeed = (
   return {
     subscribe: (runId) =>
       Effect.gen(function* () {
-        // Only the newest hint matters: a sliding queue of one never grows.
-        const queue = yield* Queue.sliding<number>(1)
+        // Only the newest hint matters: one pending wake, and a wake hands over the highest seq heard
+        // since the last one. (`unsafeOffer` ignores a sliding strategy: a full sliding queue of hints
+        // dropped the newer one, and a busy reader then waited for its poll.)
+        const wakes = yield* Queue.dropping<void>(1)
+        let highest: number | null = null
         const listener: Listener = (seq) => {
-          Queue.unsafeOffer(queue, seq)
+          highest = highest === null ? seq : Math.max(highest, seq)
+          Queue.unsafeOffer(wakes, undefined)
         }
         yield* Effect.acquireRelease(
           attempt(() => add(runId, listener)),
           () => Effect.sync(() => remove(runId, listener))
         )
-        return Stream.fromQueue(queue)
+        return Stream.fromQueue(wakes).pipe(
+          Stream.map(() => {
+            const seq = highest ?? 0
+            highest = null
+            return seq
+          })
+        )
       })
   }
 }
