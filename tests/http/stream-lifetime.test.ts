@@ -35,7 +35,6 @@ describe("HEAD on the stream route", () => {
       expect(await res.text()).toBe("")
     }
     // Nothing was subscribed (a stream subscribes before its response starts).
-    await new Promise((resolve) => setTimeout(resolve, 100))
     expect(h.openFeedSubscriptions()).toBe(0)
     // A cap of 2 still has both slots after 3 HEADs.
     const a = await openStream(h, key, run.id)
@@ -125,7 +124,8 @@ describe("an open stream and its key", () => {
     const run = await createRun(h, issued.key, { input: 1, handler: "parked" })
     const conn = await openStream(h, issued.key, run.id)
     await conn.next()
-    // Several re-checks pass meanwhile; the stream is still there for the run's end.
+    // Several re-checks pass meanwhile (a wait is the point: nothing may end the stream in it); the
+    // stream is still there for the run's end.
     await new Promise((resolve) => setTimeout(resolve, 1600))
     const cancel = await request(h, "POST", `/v1/runs/${run.id}/cancel`, { key: issued.key, json: {} })
     expect(cancel.status).toBe(202)

@@ -256,8 +256,11 @@ describe("worker writes", () => {
     let cancel: () => Promise<unknown> = async () => {}
     const { engine, appends } = counting({
       default: async (run) => {
-        await run.step("a", async () => {
+        await run.step("a", async (step) => {
           await cancel()
+          // The heartbeat tells the worker about the cancel before the step returns.
+          if (!step.signal.aborted)
+            await new Promise((resolve) => step.signal.addEventListener("abort", resolve, { once: true }))
           return 1
         })
         return "not reached"
@@ -267,8 +270,6 @@ describe("worker writes", () => {
     const id = await createdId(engine, { input: null })
     cancel = async () => {
       await engine.cancelRun(id, {})
-      // The heartbeat tells the worker about the cancel before the step returns.
-      await new Promise((r) => setTimeout(r, 50))
     }
     const run = await until(engine, id, (s) => s === "cancelled")
     expect(run.status).toBe("cancelled")
